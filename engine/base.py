@@ -1,0 +1,49 @@
+"""The interface every LLM backend implements (the embedded torch engine, vLLM)."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from engine.events import GenerationEvent
+from engine.prompt import Prompt
+from engine.sampling import SamplingParams
+
+
+class PromptTooLong(ValueError):
+    """The prompt plus the requested new tokens do not fit the model's context."""
+
+
+class Engine(ABC):
+    """A backend that turns prompts into streamed tokens.
+
+    Rules:
+    - `build_prompt` tokenizes each piece separately; the model only ever sees the concatenation of the
+      pieces' ids.
+    - `check_fits` raises `PromptTooLong` (naming both sizes) before any compute is spent.
+    - `generate` runs synchronously in the caller's thread, yields `TokenEvent`s and ends with exactly one
+      `FinishEvent`; it checks `cancel` between steps and stops with finish_reason "cancelled".
+    - One `generate` runs at a time per engine unless the backend says otherwise.
+    """
+
+    name: str
+    model_name: str
+    max_context: int
+    max_new_tokens_limit: int
+
+    @abstractmethod
+    def build_prompt(self, query: str, documents: list[str] | None, system: str | None) -> Prompt: ...
+
+    def check_fits(self, prompt: Prompt, max_tokens: int) -> None:
+        need = len(prompt) + max_tokens
+        if need > self.max_context:
+            raise PromptTooLong(
+                f"prompt of {len(prompt)} tokens plus max_tokens {max_tokens} = {need} tokens "
+                f"exceeds the model's context of {self.max_context} tokens"
+            )
+
+    @abstractmethod
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[GenerationEvent]: ...

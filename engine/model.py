@@ -1,0 +1,80 @@
+"""Our forward pass for Llama-family decoders over explicit per-layer K/V tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from engine.config import ModelConfig
+from engine.kv_cache import KVCache
+from engine.layers import DecoderLayer, attention, rms_norm
+from engine.rope import RotaryTable, apply_rope
+from engine.weights import load_state_dict
+
+
+class LlamaModel:
+    """Inference-only Llama / Mistral / Qwen2 decoder.
+
+    Rules: every call runs under `torch.inference_mode()`; positions are absolute token positions;
+    `forward` writes the K/V of its tokens into `kv` at rows [kv.length, kv.length + T) and advances
+    `kv.length`.
+    """
+
+    def __init__(self, cfg: ModelConfig, tensors: dict[str, torch.Tensor], max_positions: int) -> None:
+        self.cfg = cfg
+        self.dtype = tensors["embed_tokens.weight"].dtype
+        self.embed = tensors["embed_tokens.weight"]
+        self.final_norm = tensors["norm.weight"]
+        self.lm_head = self.embed if cfg.tie_word_embeddings else tensors["lm_head.weight"]
+        self.layers = [
+            DecoderLayer(
+                cfg, {k.split(".", 2)[2]: t for k, t in tensors.items() if k.startswith(f"layers.{i}.")}
+            )
+            for i in range(cfg.num_layers)
+        ]
+        self.rope = RotaryTable(cfg, max_positions, self.dtype)
+
+    @classmethod
+    def load(cls, model_dir: Path, cfg: ModelConfig, dtype: torch.dtype, max_positions: int) -> LlamaModel:
+        tensors = load_state_dict(model_dir, dtype)
+        if "lm_head.weight" in tensors and "embed_tokens.weight" not in tensors:
+            raise ValueError("checkpoint has no embed_tokens weight")
+        return cls(cfg, tensors, max_positions)
+
+    def new_cache(self, capacity: int) -> KVCache:
+        return KVCache(self.cfg, capacity, self.dtype)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of hidden states [T, hidden] after the final norm."""
+        return F.linear(rms_norm(h, self.final_norm, self.cfg.rms_norm_eps), self.lm_head).float()
+
+    @torch.inference_mode()
+    def forward(self, ids: torch.Tensor, kv: KVCache, *, all_logits: bool = False) -> torch.Tensor:
+        """Run tokens `ids` [T] at positions [kv.length, kv.length + T); return logits.
+
+        Returns the last position's logits [vocab] by default, or [T, vocab] with `all_logits`.
+        A prefill from an empty cache takes the causal fast path with no explicit mask.
+        """
+        start, t = kv.length, ids.shape[0]
+        end = start + t
+        if end > self.rope.max_positions:
+            raise ValueError(f"position {end} exceeds the model's context of {self.rope.max_positions}")
+        cos, sin = self.rope.lookup(torch.arange(start, end))
+        mask = None
+        if start > 0 and t > 1:
+            mask = torch.ones(t, end, dtype=torch.bool).tril(diagonal=start)
+        h = self.embed[ids]
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.project_qkv(h)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            kv.write(i, start, k, v)
+            if start == 0:
+                o = attention(q, k, v, causal=t > 1)
+            else:
+                keys, values = kv.view(i, end)
+                o = attention(q, keys, values, mask=mask)
+            h = layer.finish(h, o)
+        kv.length = end
+        return self.logits(h) if all_logits else self.logits(h[-1:])[0]

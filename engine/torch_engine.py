@@ -1,0 +1,85 @@
+"""The embedded engine: our own Llama-family forward in PyTorch on the CPU (or any torch device)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import torch
+from transformers import AutoTokenizer
+
+from engine.base import Engine
+from engine.config import EngineConfig, ModelConfig
+from engine.dtype_probe import resolve_dtype
+from engine.events import GenerationEvent
+from engine.generator import decode_loop
+from engine.model import LlamaModel
+from engine.prompt import Prompt, PromptBuilder
+from engine.sampling import SamplingParams
+from engine.weights import model_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+class TorchEngine(Engine):
+    """Loads weights and tokenizer from a Hugging Face directory and generates one request at a time."""
+
+    name = "torch"
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.cfg = cfg
+        self.model_config = ModelConfig.from_dir(cfg.model_dir)
+        self.dtype_name = resolve_dtype(cfg.dtype)
+        self.max_context = min(
+            cfg.max_context or self.model_config.max_position_embeddings,
+            self.model_config.max_position_embeddings,
+        )
+        self.max_new_tokens_limit = cfg.max_new_tokens_limit
+        self.model_name = cfg.model_dir.name
+        self.tokenizer = AutoTokenizer.from_pretrained(str(cfg.model_dir))
+        dtype = EngineConfig(cfg.model_dir, dtype=self.dtype_name).torch_dtype
+        self.model = LlamaModel.load(cfg.model_dir, self.model_config, dtype, self.max_context)
+        self.prompts = PromptBuilder(self.tokenizer)
+        self.eos_ids = self._eos_ids()
+        self.fingerprint = f"{model_fingerprint(cfg.model_dir)}-{self.dtype_name}"
+        log.info("loaded %s (%s, %s layers)", self.model_name, self.dtype_name, self.model_config.num_layers)
+
+    def _eos_ids(self) -> frozenset[int]:
+        ids = set(self.model_config.eos_token_ids)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(int(self.tokenizer.eos_token_id))
+        gen = self.cfg.model_dir / "generation_config.json"
+        if gen.is_file():
+            eos = json.loads(gen.read_text()).get("eos_token_id")
+            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        return frozenset(ids)
+
+    def build_prompt(self, query: str, documents: list[str] | None, system: str | None) -> Prompt:
+        return self.prompts.build(query, documents, system)
+
+    def generate(
+        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+    ) -> Iterator[GenerationEvent]:
+        started = time.perf_counter()
+        self.check_fits(prompt, params.max_tokens)
+        ids = torch.tensor(prompt.ids)
+        kv = self.model.new_cache(len(ids) + params.max_tokens)
+        logits = self.model.forward(ids, kv)
+        prefill_ms = (time.perf_counter() - started) * 1000
+        yield from decode_loop(
+            self.model,
+            self.tokenizer,
+            self.eos_ids,
+            kv,
+            logits,
+            params,
+            prompt_tokens=len(ids),
+            started=started,
+            cancel=cancel,
+            extra_timings={"prefill_ms": prefill_ms},
+        )

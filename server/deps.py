@@ -1,0 +1,27 @@
+"""Annotated dependencies for the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from engine.base import Engine
+from server.errors import ApiError
+from server.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_engine(services: Annotated[Services, Depends(get_services)]) -> Engine:
+    if services.engine is None:
+        reason = services.load_error or "the model is still loading"
+        raise ApiError(503, f"not ready: {reason}", "unavailable", headers={"Retry-After": "5"})
+    return services.engine
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+EngineDep = Annotated[Engine, Depends(get_engine)]

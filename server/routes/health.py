@@ -1,0 +1,30 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from server.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    """The model is loaded and requests can be served."""
+    if services.engine is None:
+        body = {
+            "status": "loading" if services.load_error is None else "failed",
+            "error": services.load_error,
+        }
+        return JSONResponse(body, status_code=503)
+    return JSONResponse(
+        {"status": "ready", "model": services.engine.model_name, "engine": services.engine.name}
+    )

@@ -1,0 +1,57 @@
+"""The one settings object of a ragblend process (environment prefix RAGBLEND_), built at start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.assets import EMBEDDED_MODEL, resolve_model
+from engine.config import EngineConfig
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "ragblend"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server, read once from the environment (RAGBLEND_*) and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="RAGBLEND_", extra="ignore", protected_namespaces=())
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Field(default_factory=default_data_dir)
+    model: str = EMBEDDED_MODEL
+    engine: str = "torch"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    num_threads: int | None = None
+    max_context: int | None = None
+
+    max_tokens_limit: int = Field(1024, gt=0)
+    default_max_tokens: int = Field(256, gt=0)
+    max_body_bytes: int = Field(4_000_000, gt=0)
+    max_documents: int = Field(64, gt=0)
+    max_document_chars: int = Field(200_000, gt=0)
+    max_query_chars: int = Field(20_000, gt=0)
+    max_stop_strings: int = Field(8, gt=0)
+    queue_size: int = Field(32, ge=0)
+    request_timeout_s: float = Field(300.0, gt=0)
+    log_level: str = "info"
+
+    def model_dir(self) -> Path:
+        """Directory of the model weights, converting the embedded model on first use."""
+        return resolve_model(self.model, self.data_dir)
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            model_dir=self.model_dir(),
+            dtype=self.dtype,
+            num_threads=self.num_threads,
+            max_context=self.max_context,
+            max_new_tokens_limit=self.max_tokens_limit,
+        )
