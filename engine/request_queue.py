@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import queue
@@ -40,7 +39,10 @@ class Job:
         self.cancelled.set()
 
     def _deliver(self, item: object) -> None:
-        self.loop.call_soon_threadsafe(self._events.put_nowait, item)
+        try:
+            self.loop.call_soon_threadsafe(self._events.put_nowait, item)
+        except RuntimeError:  # the consumer's event loop is gone; nobody is listening any more
+            self.cancelled.set()
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         """Events in order; re-raises an engine exception; cancels the work if the consumer stops."""
@@ -60,7 +62,9 @@ class RequestQueue:
     """Runs jobs one at a time on a worker thread; at most `max_waiting` jobs wait behind the running one."""
 
     def __init__(self, max_waiting: int) -> None:
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_waiting)
+        self.max_waiting = max_waiting
+        # Unbounded underneath (maxsize=0 would mean 'infinite' to queue.Queue); bounded by submit().
+        self._queue: queue.Queue[Job | None] = queue.Queue()
         self._service_s = 1.0  # running average of one job's duration, for Retry-After
         self.running = 0
         self._thread = threading.Thread(target=self._run, name="engine-worker", daemon=True)
@@ -71,16 +75,15 @@ class RequestQueue:
         return self._queue.qsize()
 
     def submit(self, work: Work) -> Job:
+        """Queue `work`; raises QueueFull when `max_waiting` jobs already wait. Call from the event loop."""
+        if self.depth >= self.max_waiting:
+            raise QueueFull(max(1, math.ceil(self._service_s * (self.depth + 1))))
         job = Job(work, asyncio.get_running_loop())
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFull(max(1, math.ceil(self._service_s * (self.depth + 1)))) from None
+        self._queue.put_nowait(job)
         return job
 
     def close(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
+        self._queue.put_nowait(None)
 
     def _run(self) -> None:
         while True:

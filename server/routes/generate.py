@@ -54,7 +54,7 @@ def to_response(final: FinishEvent) -> GenerateResponse:
     )
 
 
-@router.post("/generate", response_model=GenerateResponse)
+@router.post("/generate", response_model=GenerateResponse, response_model_exclude_none=True)
 async def generate(
     body: GenerateRequest, request: Request, services: ServicesDep, engine: EngineDep
 ) -> GenerateResponse | StreamingResponse:

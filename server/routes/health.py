@@ -25,6 +25,8 @@ async def ready(services: ServicesDep) -> JSONResponse:
             "error": services.load_error,
         }
         return JSONResponse(body, status_code=503)
+    queue = {"waiting": services.queue.depth, "running": services.queue.running}
+    engine = services.engine
     return JSONResponse(
-        {"status": "ready", "model": services.engine.model_name, "engine": services.engine.name}
+        {"status": "ready", "model": engine.model_name, "engine": engine.name, "queue": queue}
     )
