@@ -45,7 +45,7 @@ lint: setup-dev
 	$(BIN)/mypy server retrieval cache engine
 
 bench-prefill: setup-dev model
-	HF_HUB_OFFLINE=1 $(BIN)/python bench/prefill.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.prefill
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

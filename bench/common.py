@@ -1,0 +1,53 @@
+"""Helpers shared by the benchmarks: prompts from the evaluation data, timing, result files."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DATA = ROOT.parent / "shared" / "data"
+
+
+def musique_text() -> str:
+    """All MuSiQue passages joined: real prose to cut prompts of any length from."""
+    examples = json.loads((DATA / "musique_dev.json").read_text())
+    return "\n\n".join(c["text"] for ex in examples for c in ex["ctxs"])
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def machine() -> dict[str, Any]:
+    flags = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = next((ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("flags")), "")
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "amx": "amx_bf16" in flags,
+        "avx512": "avx512f" in flags,
+        "torch": torch.__version__,
+    }
+
+
+def write_results(name: str, payload: dict[str, Any], table: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (RESULTS / f"{name}.md").write_text(table)
