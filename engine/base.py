@@ -6,6 +6,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 
+from engine.blend.options import BlendOptions
 from engine.events import GenerationEvent
 from engine.prompt import Prompt
 from engine.sampling import SamplingParams
@@ -24,6 +25,8 @@ class Engine(ABC):
     - `check_fits` raises `PromptTooLong` (naming both sizes) before any compute is spent.
     - `generate` runs synchronously in the caller's thread, yields `TokenEvent`s and ends with exactly one
       `FinishEvent`; it checks `cancel` between steps and stops with finish_reason "cancelled".
+    - With `blend`, cached chunk K/V are reused as the mode says; `salt` (set by the server for the
+      caller's tenant, never by the client) separates tenants' cache entries.
     - One `generate` runs at a time per engine unless the backend says otherwise.
     """
 
@@ -45,5 +48,10 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(
-        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        blend: BlendOptions | None = None,
+        salt: str = "",
     ) -> Iterator[GenerationEvent]: ...

@@ -86,6 +86,7 @@ class EngineConfig:
     num_threads: int | None = None
     max_context: int | None = None  # None: the model's own max_position_embeddings
     max_new_tokens_limit: int = 1024
+    chunk_cache_bytes: int = 2 << 30  # in-process chunk KV cache when no store is given
     default_system_prompt: str = "You are a helpful assistant. Answer the question using the documents."
     extra: dict[str, Any] = field(default_factory=dict)
 

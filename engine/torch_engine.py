@@ -11,11 +11,17 @@ from collections.abc import Iterator
 import torch
 from transformers import AutoTokenizer
 
+from cache.memory_tier import MemoryTier
+from cache.store import ChunkStore
 from engine.base import Engine
+from engine.blend.blender import Blender
+from engine.blend.chunk_cache import ChunkCache
+from engine.blend.options import BlendOptions
 from engine.config import EngineConfig, ModelConfig
 from engine.dtype_probe import resolve_dtype
 from engine.events import GenerationEvent
 from engine.generator import decode_loop
+from engine.kv_cache import KVCache
 from engine.model import LlamaModel
 from engine.prompt import Prompt, PromptBuilder
 from engine.sampling import SamplingParams
@@ -29,7 +35,7 @@ class TorchEngine(Engine):
 
     name = "torch"
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, store: ChunkStore | None = None) -> None:
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.cfg = cfg
@@ -47,6 +53,9 @@ class TorchEngine(Engine):
         self.prompts = PromptBuilder(self.tokenizer)
         self.eos_ids = self._eos_ids()
         self.fingerprint = f"{model_fingerprint(cfg.model_dir)}-{self.dtype_name}"
+        self.store = store if store is not None else MemoryTier(cfg.chunk_cache_bytes)
+        self.chunk_cache = ChunkCache(self.store, self.model_config, self.fingerprint, self.dtype_name)
+        self.blender = Blender(self.model, self.chunk_cache)
         log.info("loaded %s (%s, %s layers)", self.model_name, self.dtype_name, self.model_config.num_layers)
 
     def _eos_ids(self) -> frozenset[int]:
@@ -63,23 +72,52 @@ class TorchEngine(Engine):
         return self.prompts.build(query, documents, system)
 
     def generate(
-        self, prompt: Prompt, params: SamplingParams, cancel: threading.Event | None = None
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        blend: BlendOptions | None = None,
+        salt: str = "",
     ) -> Iterator[GenerationEvent]:
         started = time.perf_counter()
         self.check_fits(prompt, params.max_tokens)
-        ids = torch.tensor(prompt.ids)
-        kv = self.model.new_cache(len(ids) + params.max_tokens)
-        logits = self.model.forward(ids, kv)
-        prefill_ms = (time.perf_counter() - started) * 1000
-        yield from decode_loop(
+        capacity = len(prompt) + params.max_tokens
+        if blend is None or not blend.reuses:
+            ids = torch.tensor(prompt.ids)
+            kv = self.model.new_cache(capacity)
+            logits = self.model.forward(ids, kv)
+            usage = {"cached_tokens": 0, "recomputed_tokens": 0}
+            timings = {"prefill_ms": (time.perf_counter() - started) * 1000}
+            yield from self._decode(kv, logits, params, prompt, started, cancel, usage, timings)
+            return
+        result = self.blender.prefill(prompt, blend, capacity, salt)
+        usage = {"cached_tokens": result.cached_tokens, "recomputed_tokens": result.recomputed_tokens}
+        timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms}
+        yield from self._decode(result.kv, result.logits, params, prompt, started, cancel, usage, timings)
+        # After the final event: the answer is out, and what this request computed is stored.
+        self.blender.write_back(prompt, result, blend, salt)
+
+    def _decode(
+        self,
+        kv: KVCache,
+        logits: torch.Tensor,
+        params: SamplingParams,
+        prompt: Prompt,
+        started: float,
+        cancel: threading.Event | None,
+        usage: dict[str, int],
+        timings: dict[str, float],
+    ) -> Iterator[GenerationEvent]:
+        return decode_loop(
             self.model,
             self.tokenizer,
             self.eos_ids,
             kv,
             logits,
             params,
-            prompt_tokens=len(ids),
+            prompt_tokens=len(prompt),
             started=started,
             cancel=cancel,
-            extra_timings={"prefill_ms": prefill_ms},
+            extra_usage=usage,
+            extra_timings=timings,
         )

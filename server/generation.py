@@ -12,6 +12,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from engine.base import Engine, PromptTooLong
+from engine.blend.options import BlendOptions
 from engine.events import FinishEvent, GenerationEvent, TokenEvent
 from engine.prompt import Prompt
 from engine.request_queue import Job, QueueFull
@@ -32,9 +33,16 @@ async def prepare_prompt(
     return prompt
 
 
-def submit(services: Services, engine: Engine, prompt: Prompt, params: SamplingParams) -> Job:
+def submit(
+    services: Services,
+    engine: Engine,
+    prompt: Prompt,
+    params: SamplingParams,
+    blend: BlendOptions | None = None,
+    salt: str = "",
+) -> Job:
     try:
-        return services.queue.submit(lambda cancel: engine.generate(prompt, params, cancel))
+        return services.queue.submit(lambda cancel: engine.generate(prompt, params, cancel, blend, salt))
     except QueueFull as exc:
         raise ApiError(503, str(exc), "overloaded", headers={"Retry-After": str(exc.retry_after)}) from exc
 
@@ -85,6 +93,8 @@ async def timed_events(job: Job, received: float, timeout_s: float) -> AsyncIter
                 if isinstance(event, FinishEvent):
                     total = (time.perf_counter() - received) * 1000
                     event = replace(event, ttft_ms=ttft_ms if ttft_ms is not None else total, total_ms=total)
+                    yield event
+                    return  # the engine may go on storing chunk caches; the answer is complete
                 yield event
     except TimeoutError:
         raise ApiError(

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
+
+
+class BlendRequest(BaseModel):
+    """How cached chunk K/V are reused (see engine/blend/options.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["full", "prefix", "reuse", "cacheblend", "cachecraft"] = DEFAULT_MODE
+    ratio: float = Field(DEFAULT_RATIO, ge=0.0, le=1.0, description="share of cached tokens to recompute")
+
+    def options(self) -> BlendOptions:
+        return BlendOptions(mode=self.mode, ratio=self.ratio)
 
 
 class GenerateRequest(BaseModel):
@@ -19,6 +35,7 @@ class GenerateRequest(BaseModel):
     seed: int | None = None
     stop: StrictStr | list[StrictStr] | None = None
     stream: bool = False
+    blend: BlendRequest = Field(default_factory=BlendRequest)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

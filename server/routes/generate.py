@@ -70,7 +70,7 @@ async def generate(
         seed=body.seed,
         stop=tuple(body.stop_list()),
     )
-    job = submit(services, engine, prompt, params)
+    job = submit(services, engine, prompt, params, body.blend.options())
     if not body.stream:
         return to_response(await collect(job, request, received, settings.request_timeout_s))
 

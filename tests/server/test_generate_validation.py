@@ -35,6 +35,10 @@ def _ok(client: TestClient) -> None:
         ({"query": "q", "stream": "yes please"}, 422, "stream"),
         ({"query": "q", "unknown_field": 1}, 422, "unknown_field"),
         ({"query": "q", "documents": ["d"] * 10_000}, 422, "documents"),
+        ({"query": "q", "blend": {"mode": "magic"}}, 422, "blend.mode"),
+        ({"query": "q", "blend": {"ratio": 1.5}}, 422, "blend.ratio"),
+        ({"query": "q", "blend": {"ratio": -0.1}}, 422, "blend.ratio"),
+        ({"query": "q", "blend": "cacheblend"}, 422, "blend"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(client: TestClient, body: dict[str, Any], status: int, needle: str) -> None:

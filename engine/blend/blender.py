@@ -1,0 +1,181 @@
+"""Prefilling a prompt of pieces by reusing their cached K/V in one of the blend modes."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from cache.entry import ChunkEntry
+from engine.blend.chunk_cache import ChunkCache, context_id
+from engine.blend.options import BlendOptions
+from engine.blend.placement import extract_rows, place_entry
+from engine.blend.precompute import ChunkKV, precompute_chunk
+from engine.blend.selection import craft_rows, deviation_selector
+from engine.blend.selective import selective_prefill
+from engine.kv_cache import KVCache
+from engine.model import LlamaModel
+from engine.prompt import Prompt
+
+
+@dataclass
+class PieceLookup:
+    """Where a reusable piece sits in the prompt and which cached versions of it were found."""
+
+    index: int
+    start: int
+    end: int
+    exact_key: str
+    base_key: str
+    exact: ChunkKV | None = None  # computed after exactly the tokens before it here
+    base: ChunkKV | None = None  # computed after the prefix piece only
+
+    @property
+    def rows(self) -> range:
+        return range(self.start, self.end)
+
+
+@dataclass
+class BlendResult:
+    kv: KVCache
+    logits: torch.Tensor
+    cached_tokens: int
+    recomputed_tokens: int
+    kv_fetch_ms: float
+    prefill_ms: float
+    lookups: list[PieceLookup] = field(default_factory=list)
+    fresh_pieces: list[int] = field(default_factory=list)
+
+
+class Blender:
+    """Runs the blend modes over a model and a chunk cache. Not thread-safe: one prefill at a time."""
+
+    def __init__(self, model: LlamaModel, cache: ChunkCache) -> None:
+        self.model = model
+        self.cache = cache
+
+    def lookup(self, prompt: Prompt, salt: str) -> list[PieceLookup]:
+        """Fetch, in one batch, the exact-context and base versions of every piece but the query."""
+        pieces = prompt.pieces[:-1]
+        prefix_ctx = context_id(pieces[0].ids) if pieces else context_id([])
+        lookups: list[PieceLookup] = []
+        before: list[int] = []
+        for i, (piece, (_, start, end)) in enumerate(zip(pieces, prompt.spans(), strict=False)):
+            exact_key = self.cache.key(piece.ids, context_id(before), salt)
+            base_key = exact_key if i <= 1 else self.cache.key(piece.ids, prefix_ctx, salt)
+            lookups.append(PieceLookup(i, start, end, exact_key, base_key))
+            before.extend(piece.ids)
+        keys = sorted({k for lk in lookups for k in (lk.exact_key, lk.base_key)})
+        found = dict(zip(keys, self.cache.get_many(keys), strict=True))
+        for lk in lookups:
+            exact, base = found.get(lk.exact_key), found.get(lk.base_key)
+            lk.exact = self.cache.to_chunk(exact) if exact is not None else None
+            lk.base = self.cache.to_chunk(base) if base is not None else None
+            for chunk in (lk.exact, lk.base):
+                if chunk is not None and chunk.k.shape[2] != lk.end - lk.start:
+                    raise ValueError("cached chunk length does not match its piece")
+        return lookups
+
+    def prefill(self, prompt: Prompt, opts: BlendOptions, capacity: int, salt: str) -> BlendResult:
+        started = time.perf_counter()
+        lookups = self.lookup(prompt, salt)
+        fetch_ms = (time.perf_counter() - started) * 1000
+        ids = torch.tensor(prompt.ids)
+        kv = self.model.new_cache(capacity)
+        if opts.mode == "prefix":
+            result = self._prefix(ids, kv, lookups)
+        else:
+            result = self._blend(ids, kv, lookups, opts)
+        result.kv_fetch_ms = fetch_ms
+        result.prefill_ms = (time.perf_counter() - started) * 1000 - fetch_ms
+        result.lookups = lookups
+        return result
+
+    def _prefix(self, ids: torch.Tensor, kv: KVCache, lookups: list[PieceLookup]) -> BlendResult:
+        reused = 0
+        for lk in lookups:
+            if lk.exact is None:
+                break
+            place_entry(kv, self.model.rope, lk.exact.k, lk.exact.v, lk.exact.start, lk.start)
+            reused = lk.end
+        kv.length = reused
+        logits = self.model.forward(ids[reused:], kv)
+        fresh = [lk.index for lk in lookups if lk.start >= reused]
+        return BlendResult(kv, logits, reused, 0, 0.0, 0.0, fresh_pieces=fresh)
+
+    def _blend(
+        self, ids: torch.Tensor, kv: KVCache, lookups: list[PieceLookup], opts: BlendOptions
+    ) -> BlendResult:
+        n = ids.shape[0]
+        forced: list[int] = []
+        candidates: list[tuple[PieceLookup, ChunkKV]] = []
+        cached = 0
+        for lk in lookups:
+            chunk = lk.exact or lk.base
+            if chunk is None:
+                forced.extend(lk.rows)
+                continue
+            place_entry(kv, self.model.rope, chunk.k, chunk.v, chunk.start, lk.start)
+            cached += lk.end - lk.start
+            if lk.exact is None:
+                candidates.append((lk, chunk))
+        query_start = lookups[-1].end if lookups else 0
+        forced.extend(range(query_start, n))
+        forced_rows = torch.tensor(forced, dtype=torch.long)
+        candidate_rows = torch.tensor([r for lk, _ in candidates for r in lk.rows], dtype=torch.long)
+        if opts.mode == "cacheblend" and opts.ratio > 0 and len(candidate_rows):
+            budget = math.ceil(opts.ratio * len(candidate_rows))
+            selector = deviation_selector(forced_rows, candidate_rows, budget)
+            full_layers = min(opts.check_layer + 1, len(self.model.layers))
+            logits, rows = selective_prefill(
+                self.model, ids, kv, None, full_layers=full_layers, selector=selector
+            )
+        else:
+            rows = forced_rows
+            if opts.mode == "cachecraft":
+                rows = craft_rows(forced_rows, [(lk.start, c) for lk, c in candidates], opts.craft_alpha)
+            logits, rows = selective_prefill(self.model, ids, kv, rows)
+        fresh = [lk.index for lk in lookups if lk.exact is None and lk.base is None]
+        return BlendResult(kv, logits, cached, len(rows) - len(forced_rows), 0.0, 0.0, fresh_pieces=fresh)
+
+    def write_back(self, prompt: Prompt, result: BlendResult, opts: BlendOptions, salt: str) -> None:
+        """Store what this request taught the cache; runs after the answer, never before it.
+
+        In prefix mode every piece computed here is exact for its context (a prefix-cache entry). In
+        every reuse mode, pieces with no cached version at all get their base version (computed after
+        the prefix piece alone, with Cache-Craft statistics) so later prompts find them.
+        """
+        entries: list[ChunkEntry] = []
+        if opts.mode == "prefix":
+            for i in result.fresh_pieces:
+                lk = result.lookups[i]
+                k, v = extract_rows(result.kv, lk.start, lk.end)
+                entries.append(self.cache.to_entry(lk.exact_key, "exact", ChunkKV(k, v, lk.start, {})))
+        missing = [lk for lk in result.lookups if lk.exact is None and lk.base is None]
+        entries += self.precompute(prompt, missing, salt)
+        self.cache.put_many(entries)
+
+    def precompute(self, prompt: Prompt, missing: list[PieceLookup], salt: str) -> list[ChunkEntry]:
+        """Base versions of `missing` pieces (the prefix piece first when it is among them)."""
+        if not missing:
+            return []
+        prefix_ids = torch.tensor(prompt.pieces[0].ids)
+        entries: list[ChunkEntry] = []
+        prefix_lookup = next((lk for lk in missing if lk.index == 0), None)
+        prefix_key = self.cache.key(prompt.pieces[0].ids, context_id([]), salt)
+        prefix: ChunkKV | None = None
+        if prefix_lookup is None:
+            found = self.cache.get_many([prefix_key])[0]
+            prefix = self.cache.to_chunk(found) if found is not None else None
+        if prefix is None:
+            prefix = precompute_chunk(self.model, None, prefix_ids)
+            entries.append(self.cache.to_entry(prefix_key, context_id([]), prefix))
+        ctx = context_id(prompt.pieces[0].ids)
+        for lk in missing:
+            if lk.index == 0:
+                continue
+            chunk = precompute_chunk(self.model, prefix, torch.tensor(prompt.pieces[lk.index].ids))
+            entries.append(self.cache.to_entry(lk.base_key, ctx, chunk))
+        return entries

@@ -1,0 +1,64 @@
+"""Choosing which cached tokens to recompute: CacheBlend's KV deviation, Cache-Craft's budgets."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from engine.blend.precompute import ChunkKV
+from engine.blend.selective import Selector
+
+
+def kv_deviation(k: torch.Tensor, v: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor) -> torch.Tensor:
+    """Per-token deviation [N] of fresh from cached K and V ([1, heads, N, dim]), each normalised by its
+    mean so neither dominates; both carry signal (K shapes where attention goes, V what it brings)."""
+    dk = (k.float() - k_old.float()).pow(2).sum(dim=(0, 1, 3))
+    dv = (v.float() - v_old.float()).pow(2).sum(dim=(0, 1, 3))
+    return dk / dk.mean().clamp_min(1e-12) + dv / dv.mean().clamp_min(1e-12)
+
+
+def deviation_selector(forced: torch.Tensor, candidates: torch.Tensor, budget: int) -> Selector:
+    """At the check layer keep `forced` rows plus the `budget` candidates deviating most."""
+
+    def select(
+        _: int, k: torch.Tensor, v: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor
+    ) -> torch.Tensor:
+        dev = kv_deviation(
+            k[:, :, candidates], v[:, :, candidates], k_old[:, :, candidates], v_old[:, :, candidates]
+        )
+        top = candidates[dev.topk(min(budget, len(candidates))).indices]
+        return torch.cat([forced, top]).unique(sorted=True)
+
+    return select
+
+
+def cache_fix_overhead(
+    chunk: ChunkKV, alpha: float, overlap: float = 0.0, order_penalty: float = 0.0
+) -> float:
+    """Cache-Craft's CFO = alpha * CCI * (1 - beta'), beta' = overlap * (1 - order penalty), in [0, 1].
+
+    A base version of a chunk was computed after the prefix piece alone, so none of the chunks now
+    before it were in its context: overlap 0. An exact-context version is never passed here (it is
+    reused with no recompute)."""
+    cci = float(chunk.craft.get("cci", 1.0))  # type: ignore[arg-type]
+    beta = overlap * (1.0 - order_penalty)
+    return min(1.0, max(0.0, alpha * cci * (1.0 - beta)))
+
+
+def craft_rows(forced: torch.Tensor, chunks: list[tuple[int, ChunkKV]], alpha: float) -> torch.Tensor:
+    """Forced rows plus, per reused chunk, its ceil(CFO x length) tokens with the most attention on
+    context when it was cached (those lean hardest on a context that is now different)."""
+    picked = [forced]
+    for start, chunk in chunks:
+        length = chunk.k.shape[2]
+        n = math.ceil(cache_fix_overhead(chunk, alpha) * length)
+        if n == 0:
+            continue
+        scores = chunk.craft.get("token_inter")
+        if isinstance(scores, list) and len(scores) == length:
+            top = torch.tensor(scores).topk(n).indices
+        else:
+            top = torch.arange(n)
+        picked.append(top + start)
+    return torch.cat(picked).unique(sorted=True)
