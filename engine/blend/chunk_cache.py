@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +13,8 @@ from cache.keys import chunk_key
 from cache.store import ChunkStore
 from engine.blend.precompute import ChunkKV
 from engine.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 
 def context_id(ids_before: Sequence[int]) -> str:
@@ -62,12 +65,13 @@ class ChunkCache:
     def get_many(self, keys: Sequence[str]) -> list[ChunkEntry | None]:
         try:
             return self.store.get_many(keys)
-        except Exception:  # a store fault is a miss: the request recomputes
+        except Exception as exc:  # a store fault is a miss: the request recomputes
+            log.warning("chunk cache read failed, recomputing: %s", exc)
             return [None] * len(keys)
 
     def put_many(self, entries: Sequence[ChunkEntry]) -> None:
         if entries:
             try:
                 self.store.put_many(entries)
-            except Exception:  # a failed write only costs a later recompute
-                pass
+            except Exception as exc:  # a failed write only costs a later recompute
+                log.warning("chunk cache write skipped: %s", exc)
