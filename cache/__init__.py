@@ -4,9 +4,11 @@ Typical use::
 
     from cache import StoreConfig, TieredStore, chunk_key
 
-    store = TieredStore(StoreConfig(memory_bytes=2 << 30, disk_dir="/data/kv"))
+    store = TieredStore(StoreConfig(memory_bytes=2 << 30, redis_url=url, disk_dir="/data/kv"))
     key = chunk_key(fingerprint, prefix_id, token_ids, tenant_salt, "bfloat16")
-    [entry] = store.get_many([key])
+    [entry] = store.get_many([key])          # None: recompute, then store.put_many([...])
+    fetch = store.get_many_layered(keys)     # or: layer by layer while the rest arrives
+    k0_v0 = fetch.layer(0)                   # [(k[0], v[0]) or None per key]
 """
 
 from cache.codec import CodecOptions, decode, encode
@@ -16,7 +18,7 @@ from cache.entry import ChunkEntry, ChunkMeta
 from cache.errors import CorruptEntry, UnsupportedVersion, WrongModel
 from cache.eviction import CraftPolicy, EvictionPolicy, LRUPolicy, make_policy
 from cache.keys import chunk_key, is_valid_key
-from cache.layered import LayeredFetch
+from cache.layered import FetchFailed, LayeredFetch
 from cache.memory_tier import MemoryTier
 from cache.metrics import HistogramSnapshot, StoreStats, TierStats
 from cache.prometheus import register_store_metrics
@@ -33,6 +35,7 @@ __all__ = [
     "CraftPolicy",
     "DiskTier",
     "EvictionPolicy",
+    "FetchFailed",
     "HistogramSnapshot",
     "LRUPolicy",
     "LayeredFetch",

@@ -1,0 +1,170 @@
+"""Reading the header and metadata of an encoded entry, possibly from a prefix of it.
+
+Layout (little-endian)::
+
+    magic "RBKV" | version u16 | flags u16 | meta_len u32 | payload_len u64
+    | meta_crc u32 | payload_crc u32 | meta JSON | zero padding to 64 bytes | payload
+
+``flags`` bits 0-1 give the payload compression (0 none, 1 lz4, 2 zstd); bit 2 says K/V
+are int8 with per-token-per-head scales. ``meta_crc`` (CRC-32) covers the first 20 header
+bytes and the JSON, the padding must be zero, ``payload_crc`` covers the stored payload.
+The JSON holds the key, the ChunkMeta, the payload's sections (name, dtype, shape, offset
+after decompression) and, for raw payloads, one CRC-32 per layer over K[l] then V[l]: a
+reader that receives an entry in pieces can verify and use each layer as soon as its
+bytes are in.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cache.entry import DTYPES, ChunkMeta
+from cache.errors import CorruptEntry, UnsupportedVersion, WrongModel
+
+MAGIC = b"RBKV"
+VERSION = 1
+HEADER = struct.Struct("<4sHHIQII")
+HEADER_SIZE = HEADER.size
+META_CRC_SPAN = 20  # magic .. payload_len
+ALIGN = 64
+COMPRESSION_CODES: dict[str, int] = {"none": 0, "lz4": 1, "zstd": 2}
+CODE_NAMES = {v: k for k, v in COMPRESSION_CODES.items()}
+FLAG_INT8 = 4
+SECTION_DTYPES: dict[str, torch.dtype] = {**DTYPES, "int8": torch.int8}
+
+
+def body_offset(meta_len: int) -> int:
+    """Where the payload starts in a blob whose JSON has ``meta_len`` bytes."""
+    return -(-(HEADER_SIZE + meta_len) // ALIGN) * ALIGN
+
+
+@dataclass(frozen=True)
+class Section:
+    """One tensor of the (decompressed) payload."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class BlobLayout:
+    """Everything about an encoded entry except its payload bytes."""
+
+    key: str
+    meta: ChunkMeta
+    flags: int
+    body: int
+    payload_len: int
+    payload_crc: int
+    raw_len: int
+    sections: dict[str, Section]
+    layer_crc: tuple[int, ...] | None
+
+    @property
+    def total(self) -> int:
+        """Size of the whole blob."""
+        return self.body + self.payload_len
+
+    @property
+    def compression(self) -> str:
+        return CODE_NAMES.get(self.flags & 3, "?")
+
+    @property
+    def streamable(self) -> bool:
+        """Whether layers can be verified and used one by one (raw payload)."""
+        return self.layer_crc is not None and self.flags == 0
+
+    def layer_spans(self, layer: int) -> list[tuple[int, int]]:
+        """Byte ranges of K[layer] and V[layer] in the blob (raw payloads only)."""
+        out = []
+        for name in ("k", "v"):
+            sec = self.sections[name]
+            per = sec.nbytes // self.meta.num_layers
+            start = self.body + sec.offset + layer * per
+            out.append((start, start + per))
+        return out
+
+    def layer_ok(self, blob: Any, layer: int) -> bool:
+        """Whether the bytes of ``layer`` in ``blob`` match their stored CRC."""
+        if self.layer_crc is None:
+            return False
+        mv = memoryview(blob).cast("B")
+        crc = 0
+        for a, b in self.layer_spans(layer):
+            crc = zlib.crc32(mv[a:b], crc)
+        return crc == self.layer_crc[layer]
+
+
+def read_layout(
+    blob: Any, expected_key: str | None = None, expected_fingerprint: str | None = None
+) -> BlobLayout:
+    """Parse and verify the header and JSON of ``blob``, which may hold only a prefix of
+    the entry (at least up to the payload). Raises CorruptEntry or a subclass."""
+    mv = memoryview(blob).cast("B")
+    if mv.nbytes < HEADER_SIZE:
+        raise CorruptEntry("truncated", f"{mv.nbytes} bytes")
+    magic, version, flags, meta_len, payload_len, meta_crc, payload_crc = HEADER.unpack_from(mv, 0)
+    if magic != MAGIC:
+        raise CorruptEntry("magic", repr(bytes(magic)))
+    if version != VERSION:
+        raise UnsupportedVersion("version", f"version {version}, this code reads {VERSION}")
+    body = body_offset(meta_len)
+    if mv.nbytes < body:
+        raise CorruptEntry("truncated", f"{mv.nbytes} bytes, metadata ends at {body}")
+    meta_bytes = mv[HEADER_SIZE : HEADER_SIZE + meta_len]
+    if zlib.crc32(meta_bytes, zlib.crc32(mv[:META_CRC_SPAN])) != meta_crc:
+        raise CorruptEntry("checksum", "metadata")
+    if any(mv[HEADER_SIZE + meta_len : body]):
+        raise CorruptEntry("checksum", "padding")
+    if flags & ~(3 | FLAG_INT8) or (flags & 3) not in CODE_NAMES:
+        raise CorruptEntry("flags", str(flags))
+    try:
+        info = json.loads(bytes(meta_bytes))
+        meta = ChunkMeta.from_json(info["meta"])
+        raw_len = int(info["raw_len"])
+        sections = {}
+        for sec in info["sections"]:
+            dtype = SECTION_DTYPES[str(sec["dtype"])]
+            shape = tuple(int(s) for s in sec["shape"])
+            count = 1
+            for s in shape:
+                count *= s
+            sections[str(sec["name"])] = Section(dtype, shape, int(sec["offset"]), count * dtype.itemsize)
+        crcs = info.get("layer_crc")
+        layer_crc = tuple(int(c) for c in crcs) if crcs is not None else None
+        layout = BlobLayout(
+            str(info["key"]), meta, flags, body, payload_len, payload_crc, raw_len, sections, layer_crc
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptEntry("metadata", str(exc)) from exc
+    for name, sec in layout.sections.items():
+        if sec.offset < 0 or sec.offset + sec.nbytes > raw_len or min(sec.shape, default=1) < 0:
+            raise CorruptEntry("metadata", f"section {name} out of bounds")
+    if layer_crc is not None and len(layer_crc) != meta.num_layers:
+        raise CorruptEntry("metadata", "layer checksums do not match the layer count")
+    if expected_key is not None and layout.key != expected_key:
+        raise WrongModel("key", f"stored under another key ({layout.key[:16]}...)")
+    if expected_fingerprint is not None and meta.model_fingerprint != expected_fingerprint:
+        raise WrongModel("fingerprint", meta.model_fingerprint)
+    return layout
+
+
+def view_sections(layout: BlobLayout, payload: Any) -> dict[str, torch.Tensor]:
+    """Tensors viewing the (decompressed) payload; no copy."""
+    out: dict[str, torch.Tensor] = {}
+    for name, sec in layout.sections.items():
+        count = sec.nbytes // sec.dtype.itemsize
+        if count:
+            flat = torch.frombuffer(payload, dtype=sec.dtype, count=count, offset=sec.offset)
+        else:
+            flat = torch.empty(0, dtype=sec.dtype)
+        out[name] = flat.view(sec.shape)
+    return out

@@ -1,0 +1,195 @@
+"""Encoding chunk entries to bytes and back. Never pickle: a shared Redis must not run code.
+
+The byte layout is described in ``cache.blob_layout``. Uncompressed entries decode
+without copying when the buffer is writable (bytearray, mmap): tensors are views of it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import lz4.frame
+import torch
+import zstandard
+
+from cache.blob_layout import (
+    COMPRESSION_CODES,
+    FLAG_INT8,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    META_CRC_SPAN,
+    VERSION,
+    BlobLayout,
+    body_offset,
+    read_layout,
+    view_sections,
+)
+from cache.config import Compression
+from cache.entry import DTYPES, ChunkEntry
+from cache.errors import CorruptEntry
+from cache.quant import QUANT_SCHEME, dequantize_int8, quantize_int8
+
+__all__ = ["HEADER_SIZE", "CodecOptions", "decode", "encode", "entry_view", "read_header"]
+
+
+@dataclass(frozen=True)
+class CodecOptions:
+    """How ``encode`` stores K/V."""
+
+    compression: Compression = "none"
+    quantize: bool = False
+    zstd_level: int = 3
+
+
+def _raw_view(t: torch.Tensor) -> memoryview:
+    return t.contiguous().view(torch.uint8).reshape(-1).numpy().data
+
+
+def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
+    """Serialise ``entry``; ValueError if its tensors disagree with its metadata."""
+    opts = options or CodecOptions()
+    entry.validate()
+    if opts.quantize:
+        kq, ks = quantize_int8(entry.k)
+        vq, vs = quantize_int8(entry.v)
+        tensors = [
+            ("k", kq, "int8"),
+            ("v", vq, "int8"),
+            ("k_scale", ks, "float32"),
+            ("v_scale", vs, "float32"),
+        ]
+    else:
+        tensors = [("k", entry.k, entry.meta.dtype), ("v", entry.v, entry.meta.dtype)]
+    sections = []
+    views = []
+    offset = 0
+    for name, t, dname in tensors:
+        view = _raw_view(t)
+        sections.append({"name": name, "dtype": dname, "shape": list(t.shape), "offset": offset})
+        views.append(view)
+        offset += view.nbytes
+    layer_crc = None
+    if not opts.quantize and opts.compression == "none":
+        layers = entry.meta.num_layers
+        k_view, v_view = views
+        per = k_view.nbytes // max(layers, 1)
+        layer_crc = [
+            zlib.crc32(v_view[i * per : (i + 1) * per], zlib.crc32(k_view[i * per : (i + 1) * per]))
+            for i in range(layers)
+        ]
+    payload: Any = None
+    payload_len = offset
+    if opts.compression != "none":
+        raw = b"".join(views)
+        if opts.compression == "lz4":
+            payload = lz4.frame.compress(raw)
+        else:
+            payload = zstandard.ZstdCompressor(level=opts.zstd_level).compress(raw)
+        payload_len = len(payload)
+    info = {
+        "key": entry.key,
+        "meta": entry.meta.to_json(),
+        "raw_len": offset,
+        "quant": QUANT_SCHEME if opts.quantize else None,
+        "sections": sections,
+        "layer_crc": layer_crc,
+    }
+    meta_json = json.dumps(info, separators=(",", ":")).encode()
+    body = body_offset(len(meta_json))
+    out = bytearray(body + payload_len)
+    flags = COMPRESSION_CODES[opts.compression] | (FLAG_INT8 if opts.quantize else 0)
+    HEADER.pack_into(out, 0, MAGIC, VERSION, flags, len(meta_json), payload_len, 0, 0)
+    out[HEADER_SIZE : HEADER_SIZE + len(meta_json)] = meta_json
+    if payload is None:
+        pos = body
+        for view in views:
+            out[pos : pos + view.nbytes] = view
+            pos += view.nbytes
+    else:
+        out[body:] = payload
+    mv = memoryview(out)
+    meta_crc = zlib.crc32(meta_json, zlib.crc32(mv[:META_CRC_SPAN]))
+    struct.pack_into("<II", out, HEADER_SIZE - 8, meta_crc, zlib.crc32(mv[body:]))
+    return out
+
+
+def read_header(blob: Any) -> tuple[int, int, int, int]:
+    """``(flags, meta_len, payload_len, total_len)`` from the fixed header of ``blob``."""
+    mv = memoryview(blob).cast("B")
+    if mv.nbytes < HEADER_SIZE:
+        raise CorruptEntry("truncated", f"{mv.nbytes} bytes")
+    _, _, flags, meta_len, payload_len, _, _ = HEADER.unpack_from(mv, 0)
+    return flags, meta_len, payload_len, body_offset(meta_len) + payload_len
+
+
+def decode(blob: Any, expected_key: str | None = None, expected_fingerprint: str | None = None) -> ChunkEntry:
+    """Rebuild an entry from ``blob`` (bytes, bytearray, memoryview or mmap).
+
+    Raises CorruptEntry (or a subclass) for anything not exactly as ``encode`` wrote it,
+    and WrongModel if the stored key or model fingerprint is not the expected one.
+    Immutable ``bytes`` are copied once (torch only views writable memory).
+    """
+    mv = memoryview(blob).cast("B")
+    layout = read_layout(mv, expected_key, expected_fingerprint)
+    if mv.nbytes != layout.total:
+        raise CorruptEntry("truncated", f"{mv.nbytes} bytes, header says {layout.total}")
+    stored = mv[layout.body :]
+    if zlib.crc32(stored) != layout.payload_crc:
+        raise CorruptEntry("checksum", "payload")
+    payload: Any
+    try:
+        if layout.compression == "lz4":
+            payload = lz4.frame.decompress(stored, return_bytearray=True)
+        elif layout.compression == "zstd":
+            payload = _unzstd(stored, layout.raw_len)
+        else:
+            payload = bytearray(stored) if mv.readonly else stored
+    except CorruptEntry:
+        raise
+    except Exception as exc:  # decompressors raise library-specific types
+        raise CorruptEntry("decompress", str(exc)) from exc
+    if len(payload) != layout.raw_len:
+        raise CorruptEntry("truncated", f"payload {len(payload)} bytes, expected {layout.raw_len}")
+    return _build(layout, payload)
+
+
+def entry_view(layout: BlobLayout, blob: Any) -> ChunkEntry:
+    """The entry of a raw (streamable) blob as views of ``blob``, which may still be
+    arriving: only layers verified with ``layout.layer_ok`` may be read."""
+    return _build(layout, memoryview(blob).cast("B")[layout.body :])
+
+
+def _build(layout: BlobLayout, payload: Any) -> ChunkEntry:
+    try:
+        t = view_sections(layout, payload)
+        if layout.flags & FLAG_INT8:
+            dtype = DTYPES[layout.meta.dtype]
+            k = dequantize_int8(t["k"], t["k_scale"], dtype)
+            v = dequantize_int8(t["v"], t["v_scale"], dtype)
+        else:
+            k, v = t["k"], t["v"]
+        entry = ChunkEntry(key=layout.key, k=k, v=v, meta=layout.meta)
+        entry.validate()
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CorruptEntry("metadata", str(exc)) from exc
+    return entry
+
+
+def _unzstd(data: memoryview, raw_len: int) -> bytearray:
+    out = bytearray(raw_len)
+    view = memoryview(out)
+    got = 0
+    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+        while got < raw_len:
+            n = reader.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        if got != raw_len or reader.read(1):
+            raise CorruptEntry("truncated", f"zstd payload gave {got} bytes, expected {raw_len}")
+    return out
