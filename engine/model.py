@@ -62,8 +62,11 @@ class LlamaModel:
         if end > self.rope.max_positions:
             raise ValueError(f"position {end} exceeds the model's context of {self.rope.max_positions}")
         cos, sin = self.rope.lookup(torch.arange(start, end))
+        # Continuing a prefill (start > 0, several tokens): when the new tokens are a large share of the
+        # sequence, zero-padded queries through the causal kernel beat an explicit mask (about 2x here).
+        padded = start > 0 and t > 1 and 4 * t >= end
         mask = None
-        if start > 0 and t > 1:
+        if start > 0 and t > 1 and not padded:
             mask = torch.ones(t, end, dtype=torch.bool).tril(diagonal=start)
         h = self.embed[ids]
         for i, layer in enumerate(self.layers):
@@ -72,6 +75,11 @@ class LlamaModel:
             kv.write(i, start, k, v)
             if start == 0:
                 o = attention(q, k, v, causal=t > 1)
+            elif padded:
+                keys, values = kv.view(i, end)
+                full_q = q.new_zeros(q.shape[0], q.shape[1], end, q.shape[3])
+                full_q[:, :, start:] = q
+                o = attention(full_q, keys, values, causal=True)[:, :, start:]
             else:
                 keys, values = kv.view(i, end)
                 o = attention(q, keys, values, mask=mask)

@@ -127,7 +127,8 @@ class Blender:
         candidate_rows = torch.tensor([r for lk, _ in candidates for r in lk.rows], dtype=torch.long)
         if opts.mode == "cacheblend" and opts.ratio > 0 and len(candidate_rows):
             budget = math.ceil(opts.ratio * len(candidate_rows))
-            selector = deviation_selector(forced_rows, candidate_rows, budget)
+            query_rows = torch.arange(query_start, n)
+            selector = deviation_selector(forced_rows, candidate_rows, budget, query_rows)
             full_layers = min(opts.check_layer + 1, len(self.model.layers))
             logits, rows = selective_prefill(
                 self.model, ids, kv, None, full_layers=full_layers, selector=selector

@@ -11,8 +11,8 @@ from engine.layers import attention
 from engine.model import LlamaModel
 from engine.rope import apply_rope
 
-# (layer, fresh k, fresh v, cached k, cached v) -> sorted row indices to keep recomputing
-Selector = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# (layer, fresh q, fresh k, fresh v, cached k, cached v) -> sorted row indices to keep recomputing
+Selector = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def causal_mask_for_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -55,7 +55,7 @@ def selective_prefill(
         if active is None:
             q, k = apply_rope(q, cos_all, sin_all), apply_rope(k, cos_all, sin_all)
             if i == full_layers - 1 and selector is not None:
-                active = selector(i, k, v, kv.k[i][:, :, :n], kv.v[i][:, :, :n])
+                active = selector(i, q, k, v, kv.k[i][:, :, :n], kv.v[i][:, :, :n])
                 mask = causal_mask_for_rows(active, n)
                 kv.write(i, 0, k, v)
                 o = attention(q[:, :, active], k, v, mask=mask)

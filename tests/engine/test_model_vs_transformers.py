@@ -67,13 +67,14 @@ def test_greedy_generation_matches_transformers(
     assert mine == theirs[0, len(ids) : len(ids) + len(mine)].tolist()
 
 
-def test_chunked_prefill_equals_one_prefill(engine: TorchEngine) -> None:
-    """Prefilling in pieces (explicit causal mask over cached rows) equals one causal prefill."""
+@pytest.mark.parametrize("cut_share", [0.33, 0.9])
+def test_chunked_prefill_equals_one_prefill(engine: TorchEngine, cut_share: float) -> None:
+    """Prefilling in pieces (padded causal or explicit mask over cached rows) equals one causal prefill."""
     ids = _prompt_ids(engine)
     model = engine.model
     whole = model.forward(ids, model.new_cache(len(ids)), all_logits=True)
     kv = model.new_cache(len(ids))
-    cut = len(ids) // 3
+    cut = int(len(ids) * cut_share)
     first = model.forward(ids[:cut], kv, all_logits=True)
     rest = model.forward(ids[cut:], kv, all_logits=True)
     pieces = torch.cat([first, rest])
