@@ -12,15 +12,29 @@ from engine.base import Engine
 from engine.request_queue import RequestQueue
 from server.body_limit import BodyLimitMiddleware
 from server.errors import install_error_handlers
-from server.routes import generate, health
+from server.retrieval_service import close_collections, open_collections
+from server.routes import collections, documents, generate, health, jobs, metrics, retrieve
 from server.services import Services
 from server.settings import Settings
+
+
+def preload_libraries() -> None:
+    """Import transformers' entry points on the main thread before loader threads start.
+
+    The engine and the embedder load in background threads, and transformers' lazy module is not
+    safe to populate from two threads at once ("cannot import name 'AutoTokenizer'")."""
+    import sentence_transformers  # noqa: F401
+    import transformers
+
+    for name in ("AutoTokenizer", "AutoModelForCausalLM", "AutoConfig", "GgufConfig"):
+        getattr(transformers, name)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the app. Without `engine`, the configured one loads in the background after start-up,
     so /health answers at once and /ready turns 200 when the model is loaded."""
     settings = settings or Settings()
+    preload_libraries()
     services = Services(settings=settings, queue=RequestQueue(settings.queue_size), engine=engine)
 
     @asynccontextmanager
@@ -30,8 +44,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
             if services.engine is not None
             else asyncio.create_task(asyncio.to_thread(services.load_engine))
         )
+        await open_collections(services)
         yield
-        services.queue.close()
+        await close_collections(services)
+        services.close()
         if loader is not None and not loader.done():
             loader.cancel()
 
@@ -40,5 +56,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(generate.router)
+    app.include_router(metrics.router)
+    app.include_router(collections.router)
+    app.include_router(documents.router)
+    app.include_router(jobs.router)
+    app.include_router(retrieve.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

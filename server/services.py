@@ -5,9 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
+from cache.prometheus import register_store_metrics
+from cache.store import ChunkStore
+from cache.tiered import TieredStore
 from engine.base import Engine
 from engine.registry import create_engine
 from engine.request_queue import RequestQueue
+from retrieval.collections import CollectionManager
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,12 +25,23 @@ class Services:
     queue: RequestQueue
     engine: Engine | None = None
     load_error: str | None = None
+    collections: CollectionManager | None = None
+    store: ChunkStore | None = None
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     extras: dict[str, object] = field(default_factory=dict)
 
+    def close(self) -> None:
+        self.queue.close()
+        if self.store is not None:
+            self.store.close()
+
     def load_engine(self) -> None:
-        """Build the engine (blocking: converts the embedded model on first start)."""
+        """Build the store and the engine (blocking: converts the embedded model on first start)."""
         try:
-            self.engine = create_engine(self.settings.engine, self.settings.engine_config())
+            if self.store is None:
+                self.store = TieredStore(self.settings.store_config())
+                register_store_metrics(self.store, self.metrics)
+            self.engine = create_engine(self.settings.engine, self.settings.engine_config(), self.store)
         except Exception as exc:
             log.exception("engine failed to load")
             self.load_error = f"{type(exc).__name__}: {exc}"

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cache.config import StoreConfig
 from engine.assets import EMBEDDED_MODEL, resolve_model
 from engine.config import EngineConfig
 
@@ -43,9 +44,44 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(300.0, gt=0)
     log_level: str = "info"
 
+    # Chunk-KV store: process memory, then Redis (when a URL is set), then local disk.
+    kv_memory_bytes: int = Field(2 << 30, ge=0)
+    redis_url: str | None = None
+    kv_redis_bytes: int = Field(0, ge=0, description="set Redis maxmemory (0: leave the server's setting)")
+    kv_redis_ttl_s: int | None = Field(7 * 24 * 3600, gt=0)
+    kv_disk: bool = True
+    kv_disk_bytes: int = Field(20 << 30, ge=0)
+    kv_compression: Literal["none", "lz4", "zstd"] = "none"
+    kv_quantize: bool = False
+    kv_eviction: Literal["lru", "craft"] = "lru"
+
+    # --- retrieval ---
+    # a sentence-transformers model directory; unset: the packaged all-MiniLM-L6-v2
+    retrieval_embedder_dir: Path | None = None
+    retrieval_max_document_chars: int = Field(1_000_000, gt=0)
+    retrieval_max_documents_per_request: int = Field(64, gt=0)
+    retrieval_max_top_k: int = Field(50, gt=0)
+    retrieval_job_history: int = Field(1000, gt=0)
+    # how long an ingestion job waits for the model to finish loading before it fails
+    retrieval_lm_wait_s: float = Field(600.0, gt=0)
+    # --- end retrieval ---
+
     def model_dir(self) -> Path:
         """Directory of the model weights, converting the embedded model on first use."""
         return resolve_model(self.model, self.data_dir)
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(
+            memory_bytes=self.kv_memory_bytes,
+            redis_url=self.redis_url,
+            redis_bytes=self.kv_redis_bytes,
+            redis_ttl_s=self.kv_redis_ttl_s,
+            disk_dir=str(self.data_dir / "kv") if self.kv_disk and self.kv_disk_bytes else None,
+            disk_bytes=self.kv_disk_bytes,
+            compression=self.kv_compression,
+            quantize=self.kv_quantize,
+            eviction=self.kv_eviction,
+        )
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

@@ -1,0 +1,1 @@
+"""Chunkers: each turns a document into character spans that tile it."""

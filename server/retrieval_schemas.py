@@ -1,0 +1,158 @@
+"""Request and response bodies of the collection, document, job and retrieve endpoints."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+
+from retrieval.config import ChunkerConfig, CollectionConfig, EmbeddingConfig, IndexConfig
+
+
+class CreateCollectionRequest(BaseModel):
+    """POST /v1/collections. Unset settings take the defaults (the benchmark's best combination)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(description="1-64 characters from a-z, 0-9, '-' and '_'")
+    chunker: ChunkerConfig = Field(default_factory=ChunkerConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+
+    def config(self) -> CollectionConfig:
+        return CollectionConfig(chunker=self.chunker, embedding=self.embedding, index=self.index)
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    name: str
+    n_chars: int
+    n_tokens: int
+    n_chunks: int
+    chunker: str
+    created_at: float
+
+
+class CollectionOut(BaseModel):
+    name: str
+    config: CollectionConfig
+    embedder: str
+    dim: int
+    documents: int
+    chunks: int
+    created_at: float
+
+
+class CollectionDetail(CollectionOut):
+    document_list: list[DocumentSummary]
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class Deleted(BaseModel):
+    deleted: str
+    chunks_removed: int | None = None
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr
+    name: StrictStr | None = Field(None, max_length=256)
+
+
+class AddDocumentsRequest(BaseModel):
+    """JSON form of POST /v1/collections/{name}/documents: one `text`, or a `documents` list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr | None = None
+    name: StrictStr | None = Field(None, max_length=256)
+    documents: list[DocumentIn] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AddDocumentsRequest:
+        if (self.text is None) == (self.documents is None):
+            raise ValueError("give either `text` (with an optional `name`) or `documents`, not both")
+        return self
+
+    def pairs(self) -> list[tuple[str, str]]:
+        if self.text is not None:
+            return [(self.name or "", self.text)]
+        return [(d.name or "", d.text) for d in self.documents or []]
+
+
+class AcceptedDocument(BaseModel):
+    doc_id: str
+    name: str
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    collection: str
+    state: str
+    status_url: str
+    documents: list[AcceptedDocument]
+
+
+class JobDocument(BaseModel):
+    doc_id: str
+    name: str
+    state: str
+    chunks: int
+    error: str | None
+
+
+class JobOut(BaseModel):
+    job_id: str
+    collection: str
+    state: str = Field(description="queued, running, succeeded or failed")
+    stage: str
+    progress: float = Field(description="0..1")
+    documents: list[JobDocument]
+    error: str | None
+    warnings: list[str]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+
+class ChunkOut(BaseModel):
+    chunk_id: int
+    seq: int
+    start: int
+    end: int
+    n_tokens: int
+    text: str
+
+
+class DocumentDetail(DocumentSummary):
+    text: str
+    chunks: list[ChunkOut]
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: StrictStr = Field(min_length=1)
+    collection: StrictStr = Field(min_length=1)
+    top_k: int = Field(5, ge=1, description="at most RAGBLEND_RETRIEVAL_MAX_TOP_K")
+
+
+class RetrievedChunkOut(BaseModel):
+    """A hit and its citation: the document, the chunk, and its character offsets in the document."""
+
+    chunk_id: int
+    doc_id: str
+    document_name: str
+    seq: int
+    start: int
+    end: int
+    score: float
+    text: str
+
+
+class RetrieveResponse(BaseModel):
+    collection: str
+    chunks: list[RetrievedChunkOut]
+    retrieve_ms: float

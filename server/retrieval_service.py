@@ -1,0 +1,98 @@
+"""The gateway's side of retrieval: opening the collection manager, calling it off the event loop.
+
+Manager calls block (SQLite, FAISS, the embedding model), so routes run them in the thread pool;
+retrieval errors become ApiErrors with the status they name. `retrieve_chunks` is what /generate
+calls to fetch chunks from a collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Annotated, ParamSpec, TypeVar, cast
+
+from fastapi import Depends
+from starlette.concurrency import run_in_threadpool
+
+from retrieval.collections import CollectionManager
+from retrieval.errors import ModelUnavailable, RetrievalError
+from retrieval.lm import LanguageModel
+from retrieval.records import RetrievedChunk
+from server.deps import ServicesDep
+from server.errors import ApiError
+from server.services import Services
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _lm_provider(services: Services) -> Callable[[], LanguageModel | None]:
+    def provide() -> LanguageModel | None:
+        if services.load_error is not None:
+            raise ModelUnavailable(f"the model failed to load: {services.load_error}")
+        return cast(LanguageModel | None, services.engine)
+
+    return provide
+
+
+async def open_collections(services: Services) -> CollectionManager:
+    """Open every collection under the data dir and warm the embedding model in the background."""
+    s = services.settings
+    manager = await asyncio.to_thread(
+        CollectionManager,
+        s.data_dir / "collections",
+        _lm_provider(services),
+        embedder_dir=s.retrieval_embedder_dir,
+        max_document_chars=s.retrieval_max_document_chars,
+        max_documents_per_job=s.retrieval_max_documents_per_request,
+        lm_wait_s=s.retrieval_lm_wait_s,
+        job_history=s.retrieval_job_history,
+    )
+    services.collections = manager
+
+    def warm() -> None:
+        try:
+            manager.embedder("query")
+        except Exception:  # reported again, with its reason, by the first request that needs it
+            log.exception("embedding model failed to load")
+
+    asyncio.get_running_loop().run_in_executor(None, warm)
+    return manager
+
+
+async def close_collections(services: Services) -> None:
+    if services.collections is not None:
+        await asyncio.to_thread(services.collections.close)
+        services.collections = None
+
+
+def get_collections(services: ServicesDep) -> CollectionManager:
+    if services.collections is None:
+        raise ApiError(503, "collections are not open yet", "unavailable", headers={"Retry-After": "2"})
+    return services.collections
+
+
+CollectionsDep = Annotated[CollectionManager, Depends(get_collections)]
+
+
+async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking manager call in the thread pool, mapping retrieval errors to API errors."""
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except RetrievalError as exc:
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        raise ApiError(exc.status, exc.message, exc.kind, headers=headers) from exc
+
+
+async def retrieve_chunks(
+    services: Services, collection: str, query: str, top_k: int
+) -> list[RetrievedChunk]:
+    """The `top_k` chunks of `collection` for `query`, best first; ApiError 404/422/503 on bad input."""
+    limit = services.settings.retrieval_max_top_k
+    if not 1 <= top_k <= limit:
+        raise ApiError(422, f"top_k: {top_k} is outside 1..{limit}")
+    manager = get_collections(services)
+    return await call(manager.retrieve, collection, query, top_k)

@@ -1,0 +1,63 @@
+"""/v1/collections/{name}/documents: add documents (as a background job), show and delete them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from server.deps import ServicesDep
+from server.document_uploads import read_documents
+from server.retrieval_schemas import (
+    AcceptedDocument,
+    ChunkOut,
+    Deleted,
+    DocumentDetail,
+    DocumentSummary,
+    JobAccepted,
+)
+from server.retrieval_service import CollectionsDep, call
+
+router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+
+
+@router.post("", status_code=202, response_model=JobAccepted)
+async def add_documents(
+    name: str, request: Request, services: ServicesDep, manager: CollectionsDep
+) -> JobAccepted:
+    """Queue documents for ingestion and answer at once with the job to poll.
+
+    Body: JSON `{"text": ..., "name": ...}` or `{"documents": [{"text", "name"}, ...]}`, or a
+    multipart/form-data upload of .txt / .md files (UTF-8).
+    """
+    await call(manager.collection, name)  # 404 before reading a large body
+    docs = await read_documents(request, services.settings)
+    job = await call(manager.submit_documents, name, docs)
+    return JobAccepted(
+        job_id=job.job_id,
+        collection=name,
+        state=job.state,
+        status_url=f"/v1/jobs/{job.job_id}",
+        documents=[AcceptedDocument(doc_id=d.doc_id, name=d.name) for d in job.documents],
+    )
+
+
+@router.get("/{doc_id}", response_model=DocumentDetail)
+async def get_document(name: str, doc_id: str, manager: CollectionsDep) -> DocumentDetail:
+    """The document's text and its chunks with their offsets."""
+    info, text, chunks = await call(manager.document, name, doc_id)
+    return DocumentDetail(
+        **DocumentSummary(**vars(info)).model_dump(),
+        text=text,
+        chunks=[
+            ChunkOut(
+                chunk_id=c.chunk_id, seq=c.seq, start=c.start, end=c.end, n_tokens=c.n_tokens, text=c.text
+            )
+            for c in chunks
+        ],
+    )
+
+
+@router.delete("/{doc_id}", response_model=Deleted)
+async def delete_document(name: str, doc_id: str, manager: CollectionsDep) -> Deleted:
+    """Remove the document and its chunks from the store and the index."""
+    removed = await call(manager.delete_document, name, doc_id)
+    return Deleted(deleted=doc_id, chunks_removed=removed)
