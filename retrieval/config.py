@@ -13,13 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
-ChunkerKind = Literal["fixed", "ppl", "margin"]
+ChunkerKind = Literal["fixed", "sentences", "ppl", "margin"]
 ContextMode = Literal["mean", "text"]
 IndexKind = Literal["flat", "hnsw"]
 
 
 class ChunkerConfig(BaseModel):
-    """How a document becomes chunks. Sizes are in tokens of the engine's tokenizer."""
+    """How a document becomes chunks. Sizes are in tokens of the engine's tokenizer.
+
+    fixed: token windows (the baseline). sentences: whole sentences packed up to merge_target, no
+    LM. ppl, margin: Meta-Chunking's LM-driven meta-chunks, then packed up to merge_target.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,9 +35,9 @@ class ChunkerConfig(BaseModel):
     theta: float = Field(0.0, ge=0.0, le=20.0)
     # ppl: longest context the LM sees at once; longer documents are scored in overlapping segments.
     ppl_context: int = Field(4096, ge=256)
-    # merge meta-chunks (ppl, margin) greedily up to this many tokens; null keeps them as they are.
-    merge_target: int | None = Field(160, ge=8, le=4096)
-    # ppl, margin: blank lines always end a chunk; merging crosses one only to absorb a piece under
+    # pack meta-chunks (sentences, ppl, margin) greedily up to this many tokens; null: no merging.
+    merge_target: int | None = Field(200, ge=8, le=4096)
+    # all but fixed: blank lines always end a chunk; merging crosses one only to absorb a piece under
     # a quarter of merge_target (a heading joins its paragraph).
     respect_paragraphs: bool = True
     # no chunk grows beyond this (split at sentences, then at tokens), whatever the method.
@@ -53,10 +57,10 @@ class ChunkerConfig(BaseModel):
         """A short stable label stored with each chunk (which chunker produced it)."""
         if self.method == "fixed":
             return f"fixed(size={self.size},overlap={self.overlap})"
-        detail = f"theta={self.theta:g}" if self.method == "ppl" else "adaptive"
-        merge = f",merge={self.merge_target}" if self.merge_target else ""
-        paragraphs = ",paragraphs" if self.respect_paragraphs else ""
-        return f"{self.method}({detail}{merge}{paragraphs},max={self.max_tokens})"
+        detail = {"ppl": f"theta={self.theta:g},", "margin": "adaptive,"}.get(self.method, "")
+        merge = f"merge={self.merge_target}," if self.merge_target else ""
+        paragraphs = "paragraphs," if self.respect_paragraphs else ""
+        return f"{self.method}({detail}{merge}{paragraphs}max={self.max_tokens})"
 
 
 class EmbeddingConfig(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Annotated, ParamSpec, TypeVar, cast
 
@@ -59,7 +60,8 @@ async def open_collections(services: Services) -> CollectionManager:
         except Exception:  # reported again, with its reason, by the first request that needs it
             log.exception("embedding model failed to load")
 
-    asyncio.get_running_loop().run_in_executor(None, warm)
+    # a daemon thread: shutting down must not wait for a model that is still loading
+    threading.Thread(target=warm, name="embedder-warm-up", daemon=True).start()
     return manager
 
 
@@ -91,8 +93,10 @@ async def retrieve_chunks(
     services: Services, collection: str, query: str, top_k: int
 ) -> list[RetrievedChunk]:
     """The `top_k` chunks of `collection` for `query`, best first; ApiError 404/422/503 on bad input."""
-    limit = services.settings.retrieval_max_top_k
-    if not 1 <= top_k <= limit:
-        raise ApiError(422, f"top_k: {top_k} is outside 1..{limit}")
+    settings = services.settings
+    if not 1 <= top_k <= settings.retrieval_max_top_k:
+        raise ApiError(422, f"top_k: {top_k} is outside 1..{settings.retrieval_max_top_k}")
+    if len(query) > settings.max_query_chars:
+        raise ApiError(422, f"query: {len(query)} characters, the limit is {settings.max_query_chars}")
     manager = get_collections(services)
     return await call(manager.retrieve, collection, query, top_k)

@@ -16,6 +16,16 @@ from retrieval.sentences import paragraph_starts
 from retrieval.spans import Span, tile
 
 
+def _undecided(text: str, tokens: DocumentTokens, cfg: ChunkerConfig) -> list[Span] | None:
+    """Paragraphs whose chunking the LM must decide. With merging, the pieces of a paragraph of at
+    most merge_target tokens are packed back into one chunk whatever its NLL minima, so only longer
+    paragraphs are scored. Without merging every split counts: None means the whole text."""
+    if cfg.merge_target is None:
+        return None
+    paragraphs = tile(paragraph_starts(text), len(text))
+    return [p for p, n in zip(paragraphs, tokens.counts(paragraphs), strict=True) if n > cfg.merge_target]
+
+
 def chunk_spans(
     cfg: ChunkerConfig,
     lm: ChunkingLM,
@@ -28,8 +38,11 @@ def chunk_spans(
     if cfg.method == "fixed":
         return fixed_spans(tokens, cfg.size, cfg.overlap)
     breaks = set(paragraph_starts(text)) if cfg.respect_paragraphs else set()
-    if cfg.method == "ppl":
-        spans = ppl_spans(lm, text, sentences, tokens, cfg.theta, cfg.ppl_context, progress)
+    if cfg.method == "sentences":
+        spans = list(sentences)
+    elif cfg.method == "ppl":
+        regions = _undecided(text, tokens, cfg) if cfg.respect_paragraphs else None
+        spans = ppl_spans(lm, text, sentences, tokens, cfg.theta, cfg.ppl_context, regions, progress)
         spans = tile([s.start for s in spans] + sorted(breaks), len(text))
     else:
         spans = margin_spans(lm, text, sentences, tokens, cfg.max_tokens, breaks, progress)

@@ -17,6 +17,9 @@ from retrieval.doc_tokens import DocumentTokens
 from retrieval.lm import ChunkingLM
 from retrieval.spans import Span, tile
 
+# left context (tokens) read before a region that does not start the document
+REGION_CONTEXT = 256
+
 
 def sentence_scores(nll: np.ndarray, tokens: DocumentTokens, sentences: Sequence[Span]) -> np.ndarray:
     """Mean NLL per sentence. A sentence without any scored token takes its predecessor's score
@@ -50,6 +53,19 @@ def find_minima(scores: np.ndarray, theta: float) -> list[int]:
     return [int(i) + 1 for i in np.flatnonzero(strict | plateau)]
 
 
+def _region_scores(
+    lm: ChunkingLM, tokens: DocumentTokens, region: Span, sentences: Sequence[Span], context: int
+) -> np.ndarray:
+    """Scores of the sentences in `region`, each token conditioned on the text before it (the whole
+    document up to `context` tokens for a region starting the text, else REGION_CONTEXT tokens)."""
+    first, last = (int(t) for t in tokens.token_at([region.start, region.end]))
+    lead = max(0, first - REGION_CONTEXT)
+    scored = token_nll(lm.model, tokens.ids[lead:last], lm.bos if lead == 0 else [], context).numpy()
+    nll = np.full(len(tokens), np.nan)
+    nll[first:last] = scored[first - lead :]  # the lead-in is context only
+    return sentence_scores(nll, tokens, sentences)
+
+
 def ppl_spans(
     lm: ChunkingLM,
     text: str,
@@ -57,10 +73,23 @@ def ppl_spans(
     tokens: DocumentTokens,
     theta: float,
     context: int,
+    regions: Sequence[Span] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> list[Span]:
-    if len(sentences) < 3 or len(tokens) < 2:
-        return tile([], len(text))
-    nll = token_nll(lm.model, tokens.ids, lm.bos, min(context, lm.max_context), progress=progress)
-    scores = sentence_scores(nll.numpy(), tokens, sentences)
-    return tile([sentences[i].end for i in find_minima(scores, theta)], len(text))
+    """Chunks cut after the NLL minima found inside `regions` (default: the whole text).
+
+    Restricting the search to regions lets the caller skip text whose chunking is already decided
+    (a paragraph that merging keeps whole needs no LM pass at all).
+    """
+    todo = [Span(0, len(text))] if regions is None else list(regions)
+    total = max(1, sum(len(r) for r in todo))
+    done, cuts = 0, []
+    for region in todo:
+        inside = [s for s in sentences if region.start <= s.start < region.end]
+        if len(inside) >= 3 and len(tokens) >= 2:
+            scores = _region_scores(lm, tokens, region, inside, min(context, lm.max_context))
+            cuts += [inside[i].end for i in find_minima(scores, theta)]
+        done += len(region)
+        if progress is not None:
+            progress(done / total)
+    return tile(cuts, len(text))

@@ -82,3 +82,36 @@ def test_real_model_splits_after_a_predictable_repeat(lm: ChunkingLM) -> None:
     assert "".join(s.text(text) for s in spans) == text
     repeat_end = text.index("Photosynthesis")
     assert repeat_end in [s.end for s in spans]
+
+
+def test_lm_runs_only_on_paragraphs_that_merging_cannot_keep_whole(
+    lm: ChunkingLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval.chunkers.factory import chunk_spans
+    from retrieval.config import ChunkerConfig
+
+    short = "A short opening paragraph. It has two sentences.\n\n"
+    text = short + NILE.replace("\n\n", " ")
+    tokens = tokenize_document(lm.tokenizer, text)
+    seen: list[int] = []
+    real = ppl.token_nll
+
+    def spy(model, ids, bos, context, **kw):  # type: ignore[no-untyped-def]
+        seen.append(len(ids))
+        return real(model, ids, bos, context, **kw)
+
+    monkeypatch.setattr(ppl, "token_nll", spy)
+    cfg = ChunkerConfig(method="ppl", merge_target=40, max_tokens=64)
+    spans = chunk_spans(cfg, lm, text, split_sentences(text), tokens)
+    assert "".join(s.text(text) for s in spans) == text
+    assert len(seen) == 1 and seen[0] == len(tokens)  # the long paragraph plus the short one as context
+    assert spans[0].text(text) == short
+    seen.clear()
+    chunk_spans(
+        cfg.model_copy(update={"merge_target": 400, "max_tokens": 512}),
+        lm,
+        text,
+        split_sentences(text),
+        tokens,
+    )
+    assert seen == []  # every paragraph fits: no LM pass at all
