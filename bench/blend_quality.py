@@ -37,7 +37,9 @@ MODES: list[tuple[str, BlendOptions]] = [
     ("cacheblend r=0.05", BlendOptions(mode="cacheblend", ratio=0.05)),
     ("cacheblend r=0.15", BlendOptions(mode="cacheblend", ratio=0.15)),
     ("cacheblend r=0.30", BlendOptions(mode="cacheblend", ratio=0.30)),
-    ("cachecraft", BlendOptions(mode="cachecraft")),
+    ("cachecraft r=0.05", BlendOptions(mode="cachecraft", ratio=0.05)),
+    ("cachecraft r=0.10", BlendOptions(mode="cachecraft", ratio=0.10)),
+    ("cachecraft r=0.15", BlendOptions(mode="cachecraft", ratio=0.15)),
 ]
 
 

@@ -136,7 +136,7 @@ class Blender:
         else:
             rows = forced_rows
             if opts.mode == "cachecraft":
-                rows = craft_rows(forced_rows, [(lk.start, c) for lk, c in candidates], opts.craft_alpha)
+                rows = craft_rows(forced_rows, [(lk.start, c) for lk, c in candidates], opts.ratio)
             logits, rows = selective_prefill(self.model, ids, kv, rows)
         fresh = [lk.index for lk in lookups if lk.exact is None and lk.base is None]
         return BlendResult(kv, logits, cached, len(rows) - len(forced_rows), 0.0, 0.0, fresh_pieces=fresh)

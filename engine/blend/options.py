@@ -21,14 +21,15 @@ class BlendOptions:
     - reuse: every cached chunk is reused as is (ratio 0); only uncached pieces and the query are computed.
     - cacheblend: layers before and at `check_layer` run on all tokens; the `ratio` share of cached
       tokens whose K/V deviate most there is recomputed through the remaining layers.
-    - cachecraft: per-chunk budgets from the Cache-Craft statistics stored with each chunk
-      (context impact, prefix overlap, order penalty), scaled by `craft_alpha`; no check layer.
+    - cachecraft: `ratio` of the moved cached tokens is recomputed, split into per-chunk budgets by
+      the Cache-Craft statistics stored with each chunk (context impact, prefix overlap, order
+      penalty) and chosen by each token's recorded attention on context; no check layer. A chunk
+      whose cached context equals its current one is reused with no recompute.
     """
 
     mode: BlendMode = DEFAULT_MODE
     ratio: float = DEFAULT_RATIO
     check_layer: int = 1
-    craft_alpha: float = 0.3
 
     def __post_init__(self) -> None:
         if self.mode not in BLEND_MODES:
@@ -37,8 +38,6 @@ class BlendOptions:
             raise ValueError("blend ratio must be within [0, 1]")
         if self.check_layer < 0:
             raise ValueError("check_layer must be >= 0")
-        if self.craft_alpha < 0:
-            raise ValueError("craft_alpha must be >= 0")
 
     @property
     def reuses(self) -> bool:
