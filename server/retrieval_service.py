@@ -22,6 +22,7 @@ from retrieval.lm import LanguageModel
 from retrieval.records import RetrievedChunk
 from server.deps import ServicesDep
 from server.errors import ApiError
+from server.kv_warmup import chunk_warmup_hook
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ async def open_collections(services: Services) -> CollectionManager:
         job_history=s.retrieval_job_history,
     )
     services.collections = manager
+    manager.on_chunks_ingested = chunk_warmup_hook(services)
 
     def warm() -> None:
         try:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
+from server.rag_context import Citation
 
 
 class BlendRequest(BaseModel):
@@ -28,6 +29,8 @@ class GenerateRequest(BaseModel):
 
     query: StrictStr = Field(min_length=1, description="the question or instruction")
     documents: list[StrictStr] | None = Field(None, description="texts to answer from, each its own chunk")
+    collection: StrictStr | None = Field(None, min_length=1, description="retrieve the documents from here")
+    top_k: int | None = Field(None, ge=1, description="chunks to retrieve from the collection")
     system: StrictStr | None = None
     max_tokens: int | None = Field(None, gt=0, description="new tokens at most (default from settings)")
     temperature: float = Field(0.0, ge=0.0, le=5.0)
@@ -53,6 +56,7 @@ class Usage(BaseModel):
 class Timings(BaseModel):
     ttft_ms: float
     total_ms: float
+    retrieve_ms: float | None = None
     prefill_ms: float | None = None
     kv_fetch_ms: float | None = None
 
@@ -62,3 +66,4 @@ class GenerateResponse(BaseModel):
     finish_reason: str
     usage: Usage
     timings: Timings
+    citations: list[Citation] | None = None

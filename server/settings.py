@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     retrieval_job_history: int = Field(1000, gt=0)
     # how long an ingestion job waits for the model to finish loading before it fails
     retrieval_lm_wait_s: float = Field(600.0, gt=0)
+    # compute and store each ingested chunk's KV cache, so first questions find it warm
+    retrieval_precompute_kv: bool = True
+    # chunks retrieved for /generate when a collection is given without top_k
+    retrieval_default_top_k: int = Field(5, gt=0)
     # --- end retrieval ---
 
     def model_dir(self) -> Path:

@@ -13,6 +13,7 @@ from engine.sampling import SamplingParams
 from server.deps import EngineDep, ServicesDep
 from server.errors import ApiError
 from server.generation import collect, prepare_prompt, submit, timed_events
+from server.rag_context import RagContext, resolve_context
 from server.schemas import GenerateRequest, GenerateResponse, Timings, Usage
 from server.settings import Settings
 from server.sse import sse_event
@@ -43,14 +44,20 @@ def check_limits(body: GenerateRequest, settings: Settings) -> int:
     return max_tokens
 
 
-def to_response(final: FinishEvent) -> GenerateResponse:
+def to_response(final: FinishEvent, context: RagContext) -> GenerateResponse:
     return GenerateResponse(
         text=final.text,
         finish_reason=final.finish_reason,
         usage=Usage(
             prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, **final.extra_usage
         ),
-        timings=Timings(ttft_ms=final.ttft_ms, total_ms=final.total_ms, **final.extra_timings),
+        timings=Timings(
+            ttft_ms=final.ttft_ms,
+            total_ms=final.total_ms,
+            retrieve_ms=context.retrieve_ms,
+            **final.extra_timings,
+        ),
+        citations=context.citations if context.citations else None,
     )
 
 
@@ -58,11 +65,13 @@ def to_response(final: FinishEvent) -> GenerateResponse:
 async def generate(
     body: GenerateRequest, request: Request, services: ServicesDep, engine: EngineDep
 ) -> GenerateResponse | StreamingResponse:
-    """Answer `query` from `documents`; with `stream: true`, Server-Sent Events."""
+    """Answer `query` from `documents` or from the `top_k` chunks of `collection`; with `stream: true`,
+    Server-Sent Events (a `citations` event first when there are any, then `token`s, then `done`)."""
     received = time.perf_counter()
     settings = services.settings
     max_tokens = check_limits(body, settings)
-    prompt = await prepare_prompt(engine, body.query, body.documents, body.system, max_tokens)
+    context = await resolve_context(services, body.query, body.documents, body.collection, body.top_k)
+    prompt = await prepare_prompt(engine, body.query, context.documents, body.system, max_tokens)
     params = SamplingParams(
         max_tokens=max_tokens,
         temperature=body.temperature,
@@ -72,15 +81,17 @@ async def generate(
     )
     job = submit(services, engine, prompt, params, body.blend.options())
     if not body.stream:
-        return to_response(await collect(job, request, received, settings.request_timeout_s))
+        return to_response(await collect(job, request, received, settings.request_timeout_s), context)
 
     async def stream() -> AsyncIterator[bytes]:
+        if context.citations:
+            yield sse_event("citations", {"citations": [c.model_dump() for c in context.citations]})
         try:
             async for event in timed_events(job, received, settings.request_timeout_s):
                 if isinstance(event, TokenEvent):
                     yield sse_event("token", {"text": event.text})
                 else:
-                    yield sse_event("done", to_response(event).model_dump(exclude_none=True))
+                    yield sse_event("done", to_response(event, context).model_dump(exclude_none=True))
         except ApiError as exc:
             yield sse_event("error", {"type": exc.kind, "message": exc.message})
         except Exception as exc:

@@ -161,6 +161,38 @@ def test_ingest_retrieve_show_and_delete(server: Server) -> None:
     assert all(h["doc_id"] != tea_id for h in r.json()["chunks"])
 
 
+def ask(base: str, **body: Any) -> httpx.Response:
+    return call("POST", f"{base}/generate", json={"max_tokens": 8, **body})
+
+
+def test_generate_from_a_collection_finds_chunk_caches_warm(server: Server) -> None:
+    base = server.base
+    r = ask(base, query="Where does the Nile flow into?", collection="kb", top_k=2)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    citations = out["citations"]
+    assert [c["index"] for c in citations] == [0, 1] and citations[0]["collection"] == "kb"
+    doc = call("GET", f"{base}/v1/collections/kb/documents/{citations[0]['doc_id']}").json()
+    cited = doc["text"][citations[0]["start"] : citations[0]["end"]]
+    assert "Mediterranean" in cited
+    usage = out["usage"]
+    # ingestion stored every chunk's cache: all but the question piece is reused on the first ask
+    assert usage["cached_tokens"] > 0 and usage["prompt_tokens"] - usage["cached_tokens"] < 40, usage
+    assert out["timings"]["retrieve_ms"] > 0
+
+    with httpx.stream(
+        "POST", f"{base}/generate", json={"query": "Which tower?", "collection": "kb", "stream": True,
+                                          "top_k": 1, "max_tokens": 4}, timeout=60,
+    ) as s:  # fmt: skip
+        events = [line.removeprefix("event: ") for line in s.iter_lines() if line.startswith("event: ")]
+    assert events[0] == "citations" and events[-1] == "done" and "token" in events
+
+    expect_error(ask(base, query="x", collection="nope"), 404, "nope")
+    expect_error(ask(base, query="x", collection="kb", documents=["a"]), 422, "either documents")
+    expect_error(ask(base, query="x", top_k=3), 422, "top_k")
+    expect_error(ask(base, query="x", collection="kb", top_k=0), 422, "top_k")
+
+
 def test_collections_survive_a_restart(server: Server) -> None:
     base = server.base
     query = {"collection": "kb", "query": "Which tower was finished in 1889?", "top_k": 4}
@@ -177,3 +209,5 @@ def test_collections_survive_a_restart(server: Server) -> None:
     ]
     assert [h["score"] for h in after] == pytest.approx([h["score"] for h in before], abs=1e-5)
     assert "Eiffel" in after[0]["text"]
+    usage = ask(base, query="Which tower was finished in 1889?", collection="kb", top_k=2).json()["usage"]
+    assert usage["cached_tokens"] > 0  # the chunk caches survived too (disk tier)

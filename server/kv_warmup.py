@@ -1,0 +1,36 @@
+"""The ingestion hook that warms chunk caches: each committed chunk gets its KV cache computed and
+stored, so the first question that retrieves it blends instead of prefilling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from engine.chunk_warmup import warm_chunks
+from engine.torch_engine import TorchEngine
+from retrieval.collections import ChunksHook
+from retrieval.records import StoredChunk
+from server.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def chunk_warmup_hook(services: Services) -> ChunksHook:
+    """A hook for `CollectionManager.on_chunks_ingested`. Caches are stored under the default tenant's
+    salt, the one requests without an API key tenant use."""
+
+    def warm(collection: str, chunks: Sequence[StoredChunk]) -> None:
+        engine = services.engine
+        if not services.settings.retrieval_precompute_kv or not isinstance(engine, TorchEngine):
+            return
+        report = warm_chunks(engine.blender, engine.build_prompt, [c.text for c in chunks])
+        log.info(
+            "collection %s: %d chunk caches computed (%d tokens, %.2f s), %d already warm",
+            collection,
+            report.computed,
+            report.tokens,
+            report.seconds,
+            report.already_warm,
+        )
+
+    return warm
