@@ -7,9 +7,9 @@ Layout (little-endian)::
 
 ``flags`` bits 0-1 give the payload compression (0 none, 1 lz4, 2 zstd); bit 2 says K/V
 are int8 with per-token-per-head scales. ``meta_crc`` (CRC-32) covers the first 20 header
-bytes and the JSON, the padding must be zero, ``payload_crc`` covers the stored payload.
-The JSON holds the key, the ChunkMeta, the payload's sections (name, dtype, shape, offset
-after decompression) and, for raw payloads, one CRC-32 per layer over K[l] then V[l]: a
+bytes and the JSON, the padding must be zero, ``payload_crc`` (``cache.checksum``) covers the
+stored payload. The JSON holds the key, the ChunkMeta, the payload's sections (name, dtype, shape,
+offset after decompression) and, for raw payloads, one checksum per layer over K[l] then V[l]: a
 reader that receives an entry in pieces can verify and use each layer as soon as its
 bytes are in.
 """
@@ -24,11 +24,12 @@ from typing import Any
 
 import torch
 
+from cache.checksum import digest
 from cache.entry import DTYPES, ChunkMeta
 from cache.errors import CorruptEntry, UnsupportedVersion, WrongModel
 
 MAGIC = b"RBKV"
-VERSION = 1
+VERSION = 2  # 2: payload and layer checksums are XXH3 (cache.checksum) instead of CRC-32
 HEADER = struct.Struct("<4sHHIQII")
 HEADER_SIZE = HEADER.size
 META_CRC_SPAN = 20  # magic .. payload_len
@@ -97,10 +98,7 @@ class BlobLayout:
         if self.layer_crc is None:
             return False
         mv = memoryview(blob).cast("B")
-        crc = 0
-        for a, b in self.layer_spans(layer):
-            crc = zlib.crc32(mv[a:b], crc)
-        return crc == self.layer_crc[layer]
+        return digest(*(mv[a:b] for a, b in self.layer_spans(layer))) == self.layer_crc[layer]
 
 
 def read_layout(

@@ -29,6 +29,7 @@ from cache.blob_layout import (
     read_layout,
     view_sections,
 )
+from cache.checksum import digest
 from cache.config import Compression
 from cache.entry import DTYPES, ChunkEntry
 from cache.errors import CorruptEntry
@@ -79,8 +80,7 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         k_view, v_view = views
         per = k_view.nbytes // max(layers, 1)
         layer_crc = [
-            zlib.crc32(v_view[i * per : (i + 1) * per], zlib.crc32(k_view[i * per : (i + 1) * per]))
-            for i in range(layers)
+            digest(k_view[i * per : (i + 1) * per], v_view[i * per : (i + 1) * per]) for i in range(layers)
         ]
     payload: Any = None
     payload_len = offset
@@ -114,7 +114,7 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         out[body:] = payload
     mv = memoryview(out)
     meta_crc = zlib.crc32(meta_json, zlib.crc32(mv[:META_CRC_SPAN]))
-    struct.pack_into("<II", out, HEADER_SIZE - 8, meta_crc, zlib.crc32(mv[body:]))
+    struct.pack_into("<II", out, HEADER_SIZE - 8, meta_crc, digest(mv[body:]))
     return out
 
 
@@ -139,7 +139,7 @@ def decode(blob: Any, expected_key: str | None = None, expected_fingerprint: str
     if mv.nbytes != layout.total:
         raise CorruptEntry("truncated", f"{mv.nbytes} bytes, header says {layout.total}")
     stored = mv[layout.body :]
-    if zlib.crc32(stored) != layout.payload_crc:
+    if digest(stored) != layout.payload_crc:
         raise CorruptEntry("checksum", "payload")
     payload: Any
     try:
