@@ -69,6 +69,23 @@ class ChunkCache:
             log.warning("chunk cache read failed, recomputing: %s", exc)
             return [None] * len(keys)
 
+    def warm_many(self, chunks: Sequence[Sequence[int]], prefix_ids: Sequence[int], salt: str) -> list[bool]:
+        """Which document pieces (token ids) have a base cache: computed after `prefix_ids` alone.
+
+        The keys are the base keys Blender.lookup forms for document pieces, so a True means a blend
+        request can reuse the chunk at any position. One batched store call, no entry transferred;
+        a True may still miss later (evicted since), and a store fault answers all False.
+        """
+        ctx = context_id(prefix_ids)
+        keys = [self.key(ids, ctx, salt) for ids in chunks]
+        if not keys:
+            return []
+        try:
+            return list(self.store.contains_many(keys))
+        except Exception as exc:  # a store fault only makes every chunk look cold
+            log.warning("chunk cache warm-check failed: %s", exc)
+            return [False] * len(keys)
+
     def put_many(self, entries: Sequence[ChunkEntry]) -> None:
         if entries:
             try:

@@ -1,0 +1,103 @@
+"""CORAG's tree search: the hard budget, determinism, optimality on small cases, the time cap."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from engine.blend.options import BLEND_MODES
+from retrieval.embedder import Embedder
+from retrieval.selection import CostModel, SelectionConfig, select_chunks
+from retrieval.selection.candidate import Candidate
+from retrieval.selection.embedding_scorer import EmbeddingScorer
+from tests.retrieval.selection.random_sets import random_candidates
+
+QUERY = "Which river flows through the capital?"
+MODES = BLEND_MODES
+
+
+@pytest.fixture(scope="module")
+def scorer(embedder: Embedder) -> EmbeddingScorer:
+    return EmbeddingScorer(embedder)
+
+
+def test_budget_is_never_exceeded_over_random_cases(scorer: EmbeddingScorer) -> None:
+    rng = np.random.default_rng(7)
+    full = 0
+    for case in range(120):
+        cands = random_candidates(rng, int(rng.integers(1, 14)), warm_share=float(rng.random()))
+        model = CostModel(mode=MODES[case % len(MODES)], ratio=float(rng.uniform(0, 0.5)))
+        budget = float(rng.uniform(10, 1500))
+        for method in ("corag", "topk"):
+            knobs = {"c": float(rng.uniform(0, 3)), "lambda_": float(rng.uniform(0, 2))}
+            iterations = int(rng.integers(1, 80))
+            cfg = SelectionConfig(method=method, budget=budget, iterations=iterations, seed=case, **knobs)
+            sel = select_chunks(QUERY, cands, scorer, model, cfg)
+            assert sel.cost <= budget + 1e-6
+            assert len(set(sel.indices)) == len(sel.indices)
+            assert sel.cost == pytest.approx(model.costs(cands).of(sel.indices))
+            affordable = [i for i in range(len(cands)) if model.costs(cands).first[i] <= budget]
+            assert bool(sel.chunks) == bool(affordable)  # empty only when nothing fits at all
+            full += sel.cost > 0.5 * budget
+    assert full > 60  # the cases were not trivially loose: most selections used the budget
+
+
+def test_same_seed_same_selection(scorer: EmbeddingScorer) -> None:
+    cands = random_candidates(np.random.default_rng(3), 12)
+    cfg = SelectionConfig(budget=900, iterations=60, time_cap_ms=10_000)
+    runs = [select_chunks(QUERY, cands, scorer, CostModel(), cfg) for _ in range(3)]
+    assert len({(r.indices, r.reward, r.iterations, r.scored) for r in runs}) == 1
+    assert runs[0].iterations == 60
+
+
+def brute_force(scorer: EmbeddingScorer, cands: list[Candidate], budget: float) -> float:
+    prepared = scorer.prepare(QUERY, cands)
+    costs = CostModel().costs(cands)
+    combos = [p for r in range(1, len(cands) + 1) for p in itertools.permutations(range(len(cands)), r)
+              if costs.of(p) <= budget]  # fmt: skip
+    return max(prepared.score(combos))
+
+
+@pytest.mark.parametrize("budget", [1e6, 500.0])
+def test_finds_the_best_combination_that_brute_force_finds(scorer: EmbeddingScorer, budget: float) -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        cands = random_candidates(rng, 5)
+        cfg = SelectionConfig(budget=budget, lambda_=0.0, iterations=2000, time_cap_ms=10_000)
+        sel = select_chunks(QUERY, cands, scorer, CostModel(), cfg)
+        assert sel.reward == pytest.approx(brute_force(scorer, cands, budget))
+
+
+def test_topk_fills_in_relevance_order_and_skips_what_does_not_fit(scorer: EmbeddingScorer) -> None:
+    cands = random_candidates(np.random.default_rng(5), 8)
+    prepared = scorer.prepare(QUERY, cands)
+    alone = prepared.score([(i,) for i in range(8)])
+    order = sorted(range(8), key=lambda i: -alone[i])
+    budget = cands[order[0]].n_tokens + cands[order[2]].n_tokens + 1e-3
+    sel = select_chunks(QUERY, cands, scorer, CostModel(), SelectionConfig(method="topk", budget=budget))
+    assert sel.indices[0] == order[0] and sel.iterations == 0
+    assert all(alone[a] >= alone[b] for a, b in itertools.pairwise(sel.indices))
+    cost = 0.0
+    for i in order:  # greedy: every candidate left out must not have fitted when its turn came
+        if i in sel.indices:
+            cost += cands[i].n_tokens
+        else:
+            assert cost + cands[i].n_tokens > budget
+
+
+def test_time_cap_stops_the_search(scorer: EmbeddingScorer) -> None:
+    cands = random_candidates(np.random.default_rng(9), 60)
+    cap = 15.0
+    cfg = SelectionConfig(budget=1e6, iterations=2000, time_cap_ms=cap, lambda_=0.0)
+    sel = select_chunks(QUERY, cands, scorer, CostModel(), cfg)
+    assert 0 < sel.iterations < 2000
+    # the cap is checked between iterations: one expansion (60 children, one batched look-up) may overrun
+    assert sel.search_ms - sel.prepare_ms < cap + 50.0
+    assert sel.chunks
+
+
+def test_no_candidates_no_chunks(scorer: EmbeddingScorer) -> None:
+    sel = select_chunks(QUERY, [], scorer, CostModel(), SelectionConfig())
+    assert sel.chunks == () and sel.cost == 0.0 and sel.reward == 0.0
