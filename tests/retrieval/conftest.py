@@ -16,7 +16,7 @@ from retrieval.lm import ChunkingLM
 FIXED = CollectionConfig(chunker=ChunkerConfig(method="fixed", size=24, overlap=4))
 PPL = CollectionConfig(
     chunker=ChunkerConfig(method="ppl", merge_target=40, max_tokens=64),
-    embedding=EmbeddingConfig(context_radius=1, context_weight=0.5),
+    embedding=EmbeddingConfig(situated=True, context_radius=1, context_weight=0.5),
 )
 
 NILE = (

@@ -40,7 +40,7 @@ def test_chunk_only_and_text_mode(embedder: Embedder) -> None:
     chunks = embedder.embed(texts)
     plain = index_vectors(EmbeddingConfig(situated=False), texts, chunks, embedder.embed)
     assert plain is chunks
-    cfg = EmbeddingConfig(context_mode="text", context_radius=1, context_weight=0.5)
+    cfg = EmbeddingConfig(situated=True, context_mode="text", context_radius=1, context_weight=0.5)
     vecs = index_vectors(cfg, texts, chunks, embedder.embed)
     window = embedder.embed(["The Nile flows north.It ends in the Mediterranean."])[0]
     np.testing.assert_allclose(vecs[0], chunks[0] + 0.5 * window, atol=1e-5)
