@@ -12,6 +12,7 @@ import typer
 from engine.events import FinishEvent, TokenEvent
 from engine.registry import create_engine
 from engine.sampling import SamplingParams
+from server.logging_json import configure_logging
 from server.settings import Settings
 
 app = typer.Typer(help="ragblend: RAG serving with reusable chunk KV caches.", no_args_is_help=True)
@@ -30,10 +31,21 @@ def serve(
     settings = Settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = settings.model_copy(update=overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    api = create_app(settings)
+    # Our handlers log every request (JSON, with its id): uvicorn keeps its loggers but not its config.
+    uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command("hash-key")
+def hash_key_command() -> None:
+    """Read an API key on standard input and print the SHA-256 to configure in RAGBLEND_API_KEYS."""
+    from server.api_keys import hash_key
+
+    key = sys.stdin.readline().strip()
+    if not key:
+        raise typer.BadParameter("give the key on standard input")
+    typer.echo(hash_key(key))
 
 
 @app.command()

@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cache.config import StoreConfig
 from engine.assets import EMBEDDED_MODEL, resolve_model
 from engine.config import EngineConfig
+from server.api_keys import ApiKeySpec
 
 
 def default_data_dir() -> Path:
@@ -43,6 +44,14 @@ class Settings(BaseSettings):
     queue_size: int = Field(32, ge=0)
     request_timeout_s: float = Field(300.0, gt=0)
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
+
+    # --- gateway: API keys (a JSON list of {name, sha256, tenant, requests_per_minute?, max_streams?}),
+    # the secret tenants' cache salts are derived with (default: one kept in the data dir), tracing ---
+    api_keys: list[ApiKeySpec] = Field(default_factory=list)
+    tenant_secret: SecretStr | None = None
+    otlp_traces_endpoint: str | None = None
+    # --- end gateway ---
 
     # Chunk-KV store: process memory, then Redis (when a URL is set), then local disk.
     kv_memory_bytes: int = Field(2 << 30, ge=0)

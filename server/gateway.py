@@ -1,0 +1,67 @@
+"""The gateway's own state (keys, limits, metrics, tracing) and its middleware, installed on the app.
+
+Middleware order, outermost first: request context (request id, log line, HTTP metrics), OpenAI
+error shape, authentication and rate limits, then the body-size limit already on the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+
+from server.api_keys import KeyRing, load_tenant_secret
+from server.auth import AuthMiddleware
+from server.http_metrics import ServingMetrics
+from server.openai_errors import OpenAIErrorMiddleware
+from server.rate_limit import RateLimiter
+from server.request_context import RequestContextMiddleware
+from server.services import Services
+from server.stream_limit import StreamLimiter
+from server.tracing import Tracing
+
+
+@dataclass
+class Gateway:
+    keys: KeyRing
+    limiter: RateLimiter
+    streams: StreamLimiter
+    metrics: ServingMetrics
+    tracing: Tracing
+
+
+def build_gateway(services: Services) -> Gateway:
+    settings = services.settings
+    secret_value = settings.tenant_secret.get_secret_value() if settings.tenant_secret else None
+    # The secret file is only needed (and only written) when there are tenants to salt.
+    secret = load_tenant_secret(secret_value, settings.data_dir) if settings.api_keys else b""
+    return Gateway(
+        keys=KeyRing(list(settings.api_keys), secret),
+        limiter=RateLimiter(),
+        streams=StreamLimiter(),
+        metrics=ServingMetrics(services.metrics, services),
+        tracing=Tracing(settings.otlp_traces_endpoint),
+    )
+
+
+def install_gateway(app: FastAPI, services: Services) -> Gateway:
+    from server.routes import models, openai_chat, openai_completions
+
+    gateway = build_gateway(services)
+    app.state.gateway = gateway
+    app.include_router(openai_chat.router)
+    app.include_router(openai_completions.router)
+    app.include_router(models.router)
+    app.add_middleware(AuthMiddleware, keys=gateway.keys, limiter=gateway.limiter)
+    app.add_middleware(OpenAIErrorMiddleware)
+    app.add_middleware(RequestContextMiddleware, metrics=gateway.metrics)
+    return gateway
+
+
+def get_gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]

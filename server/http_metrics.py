@@ -1,0 +1,94 @@
+"""Prometheus metrics of the gateway: HTTP requests, generation latency and tokens, queue state.
+
+Registered next to the chunk-KV store's collector on the process registry (`Services.metrics`).
+Blended tokens are cached prompt tokens reused as they were (cached minus recomputed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from engine.events import FinishEvent
+from server.services import Services
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.5, 5)
+
+
+class _QueueCollector(Collector):
+    """Read at scrape time: requests waiting, running, and the engine's current batch size."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        queue = self.services.queue
+        yield GaugeMetricFamily("ragblend_queue_depth", "requests waiting for the engine", queue.depth)
+        yield GaugeMetricFamily("ragblend_requests_running", "requests the engine is serving", queue.running)
+        # A batching engine reports its batch; one that serves a request at a time has a batch of
+        # as many requests as are running.
+        batch = getattr(self.services.engine, "batch_size", None)
+        size = batch if isinstance(batch, int) else queue.running
+        yield GaugeMetricFamily("ragblend_batch_size", "requests in the engine's current step", size)
+
+
+class ServingMetrics:
+    def __init__(self, registry: CollectorRegistry, services: Services) -> None:
+        self.requests = Counter(
+            "ragblend_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "ragblend_http_request_duration_seconds",
+            "HTTP request duration (streams: until the last byte)",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            "ragblend_time_to_first_token_seconds",
+            "request receipt to the first generated token",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inter_token = Histogram(
+            "ragblend_inter_token_latency_seconds",
+            "gap between successive generated tokens",
+            ["endpoint"],
+            buckets=_TOKEN_GAP_BUCKETS,
+            registry=registry,
+        )
+        self.prompt_tokens = self._tokens(registry, "prompt", "prompt tokens of finished generations")
+        self.generation_tokens = self._tokens(registry, "generation", "tokens generated")
+        self.cached_tokens = self._tokens(
+            registry, "cached_prompt", "prompt tokens whose K/V came from the store"
+        )
+        self.blended_tokens = self._tokens(
+            registry, "blended_prompt", "cached prompt tokens reused as they were"
+        )
+        self.recomputed_tokens = self._tokens(
+            registry, "recomputed_prompt", "cached prompt tokens recomputed"
+        )
+        registry.register(_QueueCollector(services))
+
+    @staticmethod
+    def _tokens(registry: CollectorRegistry, kind: str, doc: str) -> Counter:
+        return Counter(f"ragblend_{kind}_tokens", doc, ["endpoint"], registry=registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route, str(status)).observe(seconds)
+
+    def observe_finish(self, endpoint: str, final: FinishEvent) -> None:
+        self.ttft.labels(endpoint).observe(final.ttft_ms / 1000)
+        self.prompt_tokens.labels(endpoint).inc(final.prompt_tokens)
+        self.generation_tokens.labels(endpoint).inc(final.completion_tokens)
+        cached = final.extra_usage.get("cached_tokens", 0)
+        recomputed = final.extra_usage.get("recomputed_tokens", 0)
+        self.cached_tokens.labels(endpoint).inc(cached)
+        self.recomputed_tokens.labels(endpoint).inc(recomputed)
+        self.blended_tokens.labels(endpoint).inc(max(0, cached - recomputed))

@@ -1,0 +1,64 @@
+"""Prompts for the OpenAI-style routes, built off the event loop from the engine's tokenizer."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from engine.base import Engine, PromptTooLong
+from engine.chat_prompt import ChatMessage, ChatPromptError, chat_builder_for, raw_prompt
+from engine.prompt import Prompt, PromptBuilder
+from server.errors import ApiError
+from server.openai_schemas import ChatMessageIn
+
+
+def chat_messages(messages: list[ChatMessageIn]) -> list[ChatMessage]:
+    # OpenAI's newer 'developer' role is the system role of models that have no such distinction.
+    return [ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in messages]
+
+
+def _builder(engine: Engine) -> PromptBuilder | None:
+    pieces = getattr(engine, "prompts", None)
+    return pieces if isinstance(pieces, PromptBuilder) else None
+
+
+def _fits(engine: Engine, prompt: Prompt, max_tokens: int) -> Prompt:
+    try:
+        engine.check_fits(prompt, max_tokens)
+    except PromptTooLong as exc:
+        raise ApiError(400, str(exc), "context_length_exceeded") from exc
+    return prompt
+
+
+async def chat_prompt(
+    engine: Engine, messages: list[ChatMessage], documents: list[str] | None, max_tokens: int
+) -> Prompt:
+    pieces = _builder(engine)
+    try:
+        if pieces is not None:
+            builder = chat_builder_for(pieces)
+            prompt = await run_in_threadpool(builder.build, messages, documents)
+        else:
+            prompt = await _single_turn(engine, messages, documents)
+    except ChatPromptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return _fits(engine, prompt, max_tokens)
+
+
+async def _single_turn(engine: Engine, messages: list[ChatMessage], documents: list[str] | None) -> Prompt:
+    """Engines without our prompt builder take one question and an optional system text."""
+    turns = [m for m in messages if m.role != "system"]
+    if len(turns) != 1 or turns[0].role != "user":
+        raise ChatPromptError(f"messages: the {engine.name} engine takes one user message (and system ones)")
+    system = "\n\n".join(m.content for m in messages if m.role == "system") or None
+    return await run_in_threadpool(engine.build_prompt, turns[0].content, documents, system)
+
+
+async def completion_prompt(engine: Engine, text: str, max_tokens: int) -> Prompt:
+    pieces = _builder(engine)
+    if pieces is None:
+        raise ApiError(400, f"/v1/completions is not available on the {engine.name} engine", "unsupported")
+    try:
+        prompt = await run_in_threadpool(raw_prompt, pieces, text)
+    except ChatPromptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return _fits(engine, prompt, max_tokens)
