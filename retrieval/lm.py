@@ -16,11 +16,17 @@ class CausalLM(Protocol):
 
 
 class LanguageModel(Protocol):
-    """Satisfied by engine.torch_engine.TorchEngine."""
+    """Satisfied by engine.torch_engine.TorchEngine. Read-only members, so that implementations may
+    hold subtypes (a protocol's plain attributes would have to match exactly)."""
 
-    tokenizer: Any
-    model: CausalLM
-    max_context: int
+    @property
+    def tokenizer(self) -> Any: ...
+
+    @property
+    def model(self) -> CausalLM: ...
+
+    @property
+    def max_context(self) -> int: ...
 
 
 class ChunkingLM:
