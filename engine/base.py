@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from engine.blend.options import BlendOptions
 from engine.events import GenerationEvent
 from engine.prompt import Prompt
+from engine.request_queue import Job
 from engine.sampling import SamplingParams
+from engine.stats import EngineStats
 
 
 class PromptTooLong(ValueError):
@@ -27,7 +29,8 @@ class Engine(ABC):
       `FinishEvent`; it checks `cancel` between steps and stops with finish_reason "cancelled".
     - With `blend`, cached chunk K/V are reused as the mode says; `salt` (set by the server for the
       caller's tenant, never by the client) separates tenants' cache entries.
-    - One `generate` runs at a time per engine unless the backend says otherwise.
+    - One `generate` runs at a time per engine unless the backend says otherwise (`submit_job` returns
+      a Job instead of None when the backend batches requests itself).
     """
 
     name: str
@@ -55,3 +58,17 @@ class Engine(ABC):
         blend: BlendOptions | None = None,
         salt: str = "",
     ) -> Iterator[GenerationEvent]: ...
+
+    def submit_job(
+        self, prompt: Prompt, params: SamplingParams, blend: BlendOptions | None = None, salt: str = ""
+    ) -> Job | None:
+        """Hand a request to the backend's own scheduler; call from the event loop that consumes it.
+
+        Returns a Job whose events arrive on that loop, or None when the backend has no scheduler (the
+        caller then runs `generate` on its one-at-a-time queue). Raises QueueFull when full.
+        """
+        return None
+
+    def stats(self) -> EngineStats | None:
+        """Queue depth, batch size and token counters, for backends that schedule requests."""
+        return None

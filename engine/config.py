@@ -89,9 +89,38 @@ class EngineConfig:
     chunk_cache_bytes: int = 2 << 30  # in-process chunk KV cache when no store is given
     default_system_prompt: str = "You are a helpful assistant. Answer the question using the documents."
     extra: dict[str, Any] = field(default_factory=dict)
+    # Continuous batching (engine/scheduler.py); max_batch_size 0 turns it off: one request at a time.
+    max_batch_size: int = 8
+    queue_size: int = 32  # requests waiting for a place in the batch
+    prefill_chunk_tokens: int = 64  # prefill work per step, in tokens through the whole model
+
+    def scheduler_config(self) -> SchedulerConfig:
+        return SchedulerConfig(
+            max_batch_size=self.max_batch_size,
+            max_waiting=self.queue_size,
+            prefill_chunk_tokens=self.prefill_chunk_tokens,
+        )
 
     @property
     def torch_dtype(self) -> torch.dtype:
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; choose one of {sorted(DTYPES)}")
         return DTYPES[self.dtype]
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Limits of the batch scheduler."""
+
+    max_batch_size: int = 8  # sequences decoded together (and prefilling) at most
+    max_waiting: int = 32  # requests queued behind a full batch before QueueFull
+    prefill_chunk_tokens: int = 64  # prefill work per step, in tokens through the whole model
+    step_log_size: int = 4096  # recent steps kept for inspection
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        if self.max_waiting < 0:
+            raise ValueError("max_waiting must be >= 0")
+        if self.prefill_chunk_tokens < 1:
+            raise ValueError("prefill_chunk_tokens must be >= 1")

@@ -1,18 +1,22 @@
-"""The decode loop: sample, detokenize, stop, and feed the token back, one step at a time."""
+"""The one-sequence decode loop: sample, detokenize, stop, and feed the token back, one step at a time.
+
+The batch scheduler (engine/scheduler.py) serves requests by default; this loop is the reference it is
+tested against and what runs when batching is turned off.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import torch
 
-from engine.detokenizer import Decoder, IncrementalDetokenizer, StopMatcher
-from engine.events import FinishEvent, FinishReason, GenerationEvent, TokenEvent
+from engine.decode_state import DecodeState
+from engine.detokenizer import Decoder
+from engine.events import GenerationEvent
 from engine.kv_cache import KVCache
 from engine.model import LlamaModel
-from engine.sampling import Sampler, SamplingParams
+from engine.sampling import SamplingParams
 
 
 def decode_loop(
@@ -33,43 +37,19 @@ def decode_loop(
 
     `started` is the perf_counter time the request began, so TTFT counts the prefill too.
     """
-    sampler = Sampler(params)
-    detok = IncrementalDetokenizer(tokenizer)
-    stops = StopMatcher(params.stop)
+    state = DecodeState(tokenizer, eos_ids, params, prompt_tokens=prompt_tokens, started=started)
+    state.extra_usage = dict(extra_usage or {})
+    state.extra_timings = dict(extra_timings or {})
     logits = first_logits
-    produced = 0
-    ttft_ms = 0.0
-    reason: FinishReason = "length"
     while True:
         if cancel is not None and cancel.is_set():
-            reason = "cancelled"
+            state.cancel()
             break
-        token = sampler(logits)
-        if produced == 0:
-            ttft_ms = (time.perf_counter() - started) * 1000
-        if token in eos_ids:
-            reason = "stop"
-            break
-        produced += 1
-        delta = stops.feed(detok.add(token))
-        if delta:
-            yield TokenEvent(delta, token)
-        if stops.stopped:
-            reason = "stop"
-            break
-        if produced >= params.max_tokens:
+        token = state.sample(logits)
+        event = state.accept(token)
+        if event is not None:
+            yield event
+        if state.done:
             break
         logits = model.forward(torch.tensor([token]), kv)
-    tail = stops.flush()
-    if tail:
-        yield TokenEvent(tail, -1)
-    yield FinishEvent(
-        text=stops.text,
-        finish_reason=reason,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=produced,
-        ttft_ms=ttft_ms,
-        total_ms=(time.perf_counter() - started) * 1000,
-        extra_usage=extra_usage or {},
-        extra_timings=extra_timings or {},
-    )
+    yield from state.finish()

@@ -27,9 +27,13 @@ class QueueFull(Exception):
 
 
 class Job:
-    """One submitted request: its events arrive on the event loop that submitted it."""
+    """One submitted request: its events arrive on the event loop that submitted it.
 
-    def __init__(self, work: Work, loop: asyncio.AbstractEventLoop) -> None:
+    `work` runs on the queue's worker; a backend with its own scheduler passes None and delivers
+    through `put` and `end` (the `EventSink` interface) from its engine thread instead.
+    """
+
+    def __init__(self, work: Work | None, loop: asyncio.AbstractEventLoop) -> None:
         self.work = work
         self.loop = loop
         self.cancelled = threading.Event()
@@ -37,6 +41,12 @@ class Job:
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def put(self, item: GenerationEvent | BaseException) -> None:
+        self._deliver(item)
+
+    def end(self) -> None:
+        self._deliver(_DONE)
 
     def _deliver(self, item: object) -> None:
         try:
@@ -96,6 +106,8 @@ class RequestQueue:
             started = time.perf_counter()
             self.running = 1
             try:
+                if job.work is None:
+                    raise RuntimeError("a job without work was submitted to the request queue")
                 for event in job.work(job.cancelled):
                     job._deliver(event)
             except Exception as exc:  # surfaced to the request; the worker keeps serving

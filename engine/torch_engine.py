@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -19,19 +20,24 @@ from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
 from engine.config import EngineConfig, ModelConfig
 from engine.dtype_probe import resolve_dtype
-from engine.events import GenerationEvent
+from engine.event_sink import ThreadSink
+from engine.events import FinishEvent, GenerationEvent
 from engine.generator import decode_loop
 from engine.kv_cache import KVCache
 from engine.model import LlamaModel
 from engine.prompt import Prompt, PromptBuilder
+from engine.request_queue import Job
 from engine.sampling import SamplingParams
+from engine.scheduler import Scheduler
+from engine.stats import EngineStats
 from engine.weights import model_fingerprint
 
 log = logging.getLogger(__name__)
 
 
 class TorchEngine(Engine):
-    """Loads weights and tokenizer from a Hugging Face directory and generates one request at a time."""
+    """Loads weights and tokenizer from a Hugging Face directory; serves requests through the batch
+    scheduler (engine/scheduler.py), or one at a time when `max_batch_size` is 0."""
 
     name = "torch"
 
@@ -56,6 +62,11 @@ class TorchEngine(Engine):
         self.store = store if store is not None else MemoryTier(cfg.chunk_cache_bytes)
         self.chunk_cache = ChunkCache(self.store, self.model_config, self.fingerprint, self.dtype_name)
         self.blender = Blender(self.model, self.chunk_cache)
+        self.scheduler: Scheduler | None = None
+        if cfg.max_batch_size > 0:
+            self.scheduler = Scheduler(
+                self.model, self.tokenizer, self.eos_ids, self.chunk_cache, cfg.scheduler_config()
+            )
         log.info("loaded %s (%s, %s layers)", self.model_name, self.dtype_name, self.model_config.num_layers)
 
     def _eos_ids(self) -> frozenset[int]:
@@ -79,6 +90,50 @@ class TorchEngine(Engine):
         blend: BlendOptions | None = None,
         salt: str = "",
     ) -> Iterator[GenerationEvent]:
+        """Blocks the calling thread while the scheduler serves the request alongside any others; safe
+        to call from many threads at once. Without a scheduler, `generate_unbatched`."""
+        if self.scheduler is None:
+            yield from self.generate_unbatched(prompt, params, cancel, blend, salt)
+            return
+        self.check_fits(prompt, params.max_tokens)
+        cancel = cancel if cancel is not None else threading.Event()
+        sink = ThreadSink()
+        self.scheduler.submit(prompt, params, sink, cancel, blend, salt)
+        finished = False
+        try:
+            for event in sink.events():
+                finished = finished or isinstance(event, FinishEvent)
+                yield event
+        finally:
+            if not finished:  # the consumer stopped early: free the request's place in the batch
+                cancel.set()
+
+    def submit_job(
+        self, prompt: Prompt, params: SamplingParams, blend: BlendOptions | None = None, salt: str = ""
+    ) -> Job | None:
+        if self.scheduler is None:
+            return None
+        self.check_fits(prompt, params.max_tokens)
+        job = Job(None, asyncio.get_running_loop())
+        self.scheduler.submit(prompt, params, job, job.cancelled, blend, salt)
+        return job
+
+    def stats(self) -> EngineStats | None:
+        return self.scheduler.stats() if self.scheduler is not None else None
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+
+    def generate_unbatched(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        blend: BlendOptions | None = None,
+        salt: str = "",
+    ) -> Iterator[GenerationEvent]:
+        """The request alone, in the caller's thread: the reference the scheduler is tested against."""
         started = time.perf_counter()
         self.check_fits(prompt, params.max_tokens)
         capacity = len(prompt) + params.max_tokens

@@ -42,6 +42,10 @@ def submit(
     salt: str = "",
 ) -> Job:
     try:
+        # A batching engine schedules the request itself; others run one at a time on the queue.
+        job = engine.submit_job(prompt, params, blend, salt)
+        if job is not None:
+            return job
         return services.queue.submit(lambda cancel: engine.generate(prompt, params, cancel, blend, salt))
     except QueueFull as exc:
         raise ApiError(503, str(exc), "overloaded", headers={"Retry-After": str(exc.retry_after)}) from exc

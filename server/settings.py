@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(20_000, gt=0)
     max_stop_strings: int = Field(8, gt=0)
     queue_size: int = Field(32, ge=0)
+    # continuous batching: sequences decoded together (0: one request at a time, unbatched), and the
+    # prefill work done per scheduler step, in tokens through the whole model
+    max_batch_size: int = Field(8, ge=0)
+    prefill_chunk_tokens: int = Field(64, gt=0)
     request_timeout_s: float = Field(300.0, gt=0)
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
@@ -103,4 +107,7 @@ class Settings(BaseSettings):
             num_threads=self.num_threads,
             max_context=self.max_context,
             max_new_tokens_limit=self.max_tokens_limit,
+            max_batch_size=self.max_batch_size,
+            queue_size=self.queue_size,
+            prefill_chunk_tokens=self.prefill_chunk_tokens,
         )

@@ -1,0 +1,198 @@
+"""What one scheduler step does to the requests admitted into the batch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+
+from engine.batch_decode import decode_step
+from engine.batch_kv import BatchKV
+from engine.blend.blender import Blender
+from engine.blend.chunk_cache import ChunkCache
+from engine.config import SchedulerConfig
+from engine.model import LlamaModel
+from engine.preemptible import PreemptibleTask, TaskAborted, pausing_copy
+from engine.prefill_work import prefill_prompt
+from engine.sequence import Sequence
+from engine.stats import StepRecord
+
+log = logging.getLogger(__name__)
+
+
+class BatchRunner:
+    """The admitted requests: prefilling (a preemptible task each), decoding (one batch slot each; list
+    index = slot) and writing back (answered; their chunk caches are being stored).
+
+    Only the scheduler's thread calls in; other threads may read the counters and list lengths.
+    """
+
+    def __init__(
+        self, model: LlamaModel, chunk_cache: ChunkCache, cfg: SchedulerConfig, wake: Callable[[], None]
+    ) -> None:
+        self.model = model
+        self.blender = Blender(pausing_copy(model), chunk_cache)
+        self.batch = BatchKV(model.cfg, model.dtype, cfg.max_batch_size)
+        self.budget = cfg.prefill_chunk_tokens * model.cfg.num_layers  # rows x layers per step
+        self._wake = wake  # called from task threads when a task becomes ready to be resumed
+        self.prefilling: list[Sequence] = []
+        self.decoding: list[Sequence] = []
+        self.writing: list[Sequence] = []
+        self.tokens_in = self.tokens_out = 0
+        self.service_s = 1.0  # running average of one request's duration, for Retry-After
+
+    @property
+    def active(self) -> int:
+        return len(self.prefilling) + len(self.decoding)
+
+    def has_work(self) -> bool:
+        return bool(
+            self.decoding
+            or any(s.cancel.is_set() or (s.prefill is not None and s.prefill.ready) for s in self.prefilling)
+            or any(s.write_back is not None and s.write_back.ready for s in self.writing)
+        )
+
+    def admit(self, seq: Sequence) -> None:
+        """Start the request's prefill; its thread runs freely up to the first layer (the cache fetch)."""
+        work = partial(prefill_prompt, self.blender, seq.prompt, seq.blend, seq.salt)
+        seq.prefill = PreemptibleTask(work, f"prefill-{seq.id}", self._wake)
+        self.prefilling.append(seq)
+
+    def step(self, index: int) -> StepRecord:
+        decoded: tuple[int, ...] = ()
+        prefilled: list[tuple[int, int]] = []
+        written: list[tuple[int, int]] = []
+        finished: list[int] = []
+        for slot in reversed(range(len(self.decoding))):
+            if self.decoding[slot].cancel.is_set():
+                self.finish(self.leave(slot), finished)
+        if self.decoding:
+            decoded = tuple(s.id for s in self.decoding)
+            self._decode(finished)
+        budget = self._advance_prefills(self.budget, prefilled, finished)
+        self._advance_write_backs(budget, written)
+        return StepRecord(index, decoded, tuple(prefilled), tuple(written), tuple(finished))
+
+    def _advance_prefills(self, budget: int, prefilled: list[tuple[int, int]], finished: list[int]) -> int:
+        """Oldest first, as long as the step's budget lasts; a finished prefill joins the batch."""
+        for seq in list(self.prefilling):
+            task = seq.prefill
+            assert task is not None
+            if seq.cancel.is_set():
+                task.abort()  # its thread ends at its next layer; nobody waits for it
+            elif not task.done and task.ready and budget > 0:
+                spent = task.resume(budget)
+                budget -= spent
+                prefilled.append((seq.id, spent))
+            if seq.cancel.is_set() or task.done:
+                self.prefilling.remove(seq)
+                self._start_decoding(seq, finished)
+        return budget
+
+    def _start_decoding(self, seq: Sequence, finished: list[int]) -> None:
+        task, seq.prefill = seq.prefill, None
+        assert task is not None
+        if seq.cancel.is_set() or isinstance(task.error, TaskAborted):
+            self.finish(seq, finished)
+            return
+        if task.error is not None or task.result is None:
+            seq.sink.put(task.error or RuntimeError("prefill produced no result"))
+            seq.sink.end()
+            return
+        pre, n = task.result, len(seq.prompt)
+        seq.state.extra_usage, seq.state.extra_timings = pre.usage, pre.timings
+        seq.blend_result = pre.blend
+        self.tokens_in += n
+        self._accept(seq, seq.state.sample(pre.logits))
+        if seq.state.done:
+            self.finish(seq, finished)
+            return
+        self.batch.add(pre.kv, n, n + seq.params.max_tokens)
+        self.decoding.append(seq)
+
+    def _decode(self, finished: list[int]) -> None:
+        logits = decode_step(self.model, self.batch, [s.next_token for s in self.decoding])
+        greedy = logits.argmax(-1).tolist()  # one call for every greedy row
+        done: list[int] = []
+        for slot, seq in enumerate(self.decoding):
+            # Sampled rows use their own seeded generator, exactly as the request running alone.
+            token = greedy[slot] if seq.state.greedy else seq.state.sample(logits[slot])
+            self._accept(seq, token)
+            if seq.state.done:
+                done.append(slot)
+        for slot in reversed(done):
+            self.finish(self.leave(slot), finished)
+
+    def _accept(self, seq: Sequence, token: int) -> None:
+        produced = seq.state.produced
+        event = seq.state.accept(token)
+        self.tokens_out += seq.state.produced - produced
+        seq.next_token = token
+        if event is not None:
+            seq.sink.put(event)
+
+    def leave(self, slot: int) -> Sequence:
+        """Take the sequence in `slot` out of the batch, freeing its K/V rows at once."""
+        seq = self.decoding[slot]
+        moved = self.batch.remove(slot)
+        if moved is not None:
+            self.decoding[slot] = self.decoding[moved]
+        self.decoding.pop()
+        return seq
+
+    def finish(self, seq: Sequence, finished: list[int]) -> None:
+        """Send the final event; then store the chunk caches the request computed, if it blended."""
+        if seq.cancel.is_set():
+            seq.state.cancel()
+        seq.emit_finish()
+        finished.append(seq.id)
+        self.service_s = 0.8 * self.service_s + 0.2 * (time.perf_counter() - seq.state.started)
+        result, opts, seq.blend_result = seq.blend_result, seq.blend, None
+        if result is None or opts is None:
+            seq.sink.end()
+            return
+        work = partial(self.blender.write_back, seq.prompt, result, opts, seq.salt)
+        seq.write_back = PreemptibleTask(work, f"store-{seq.id}", self._wake)
+        self.writing.append(seq)
+
+    def _advance_write_backs(self, budget: int, written: list[tuple[int, int]]) -> None:
+        for seq in list(self.writing):
+            task = seq.write_back
+            assert task is not None
+            if not task.done and task.ready and budget > 0:
+                spent = task.resume(budget)
+                budget -= spent
+                written.append((seq.id, spent))
+            if task.done:
+                if task.error is not None:
+                    log.warning("chunk cache write-back failed: %s", task.error)
+                self.writing.remove(seq)
+                seq.sink.end()
+
+    def fail_batch(self, exc: Exception) -> None:
+        """After a failed decode step: every decoding request gets the error; the batch is emptied."""
+        for slot in reversed(range(len(self.decoding))):
+            seq = self.leave(slot)
+            seq.sink.put(exc)
+            seq.sink.end()
+
+    def cancel_all(self) -> None:
+        """Shutting down: every request gets a cancelled final event; no write-back is started."""
+        finished: list[int] = []
+        for seq in self.prefilling:
+            seq.cancel.set()
+            if seq.prefill is not None:
+                seq.prefill.abort()
+            self.finish(seq, finished)
+        self.prefilling = []
+        for slot in reversed(range(len(self.decoding))):
+            seq = self.leave(slot)
+            seq.cancel.set()
+            seq.blend_result = None
+            self.finish(seq, finished)
+        for seq in self.writing:
+            if seq.write_back is not None:
+                seq.write_back.abort()
+            seq.sink.end()
+        self.writing = []

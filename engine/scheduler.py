@@ -1,0 +1,178 @@
+"""Continuous batching: one engine thread runs steps; requests join and leave between steps.
+
+Each step (engine/batch_runner.py): (1) admit waiting requests while the batch has room (decoding plus
+prefilling sequences <= max_batch_size), starting their prefill; (2) drop cancelled requests, freeing
+their batch slot and K/V; (3) one batched forward gives every decoding sequence its next token
+(engine/batch_decode.py); (4) prefill work, oldest request first, up to a budget of
+`prefill_chunk_tokens` tokens through the whole model; (5) chunk-cache write-backs of answered
+blended requests, with whatever budget is left.
+
+Why a per-step budget over preemptible prefills rather than chunked prefill: a blended prefill
+(CacheBlend's check layer, Cache-Craft's row selection) is not a sequence of independent token chunks,
+so it cannot be split along the prompt. Every prefill, blended or not, and every write-back instead
+runs as a `PreemptibleTask` that pauses at layer boundaries (engine/preemptible.py): the cut is along
+layers, the work is bitwise the same as one uninterrupted call, and a long prompt costs each step
+about what a `prefill_chunk_tokens`-token chunk would. Running decodes wait for at most one slice
+per step, and a chunk-cache fetch runs on the task's own thread before its first layer, overlapping
+the decode steps. A write-back starts only after the request's final event is sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+
+from engine.batch_runner import BatchRunner
+from engine.blend.chunk_cache import ChunkCache
+from engine.blend.options import BlendOptions
+from engine.config import SchedulerConfig
+from engine.decode_state import DecodeState
+from engine.detokenizer import Decoder
+from engine.event_sink import EventSink
+from engine.model import LlamaModel
+from engine.prompt import Prompt
+from engine.request_queue import QueueFull
+from engine.sampling import SamplingParams
+from engine.sequence import Sequence
+from engine.stats import EngineStats, StepRecord
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Serves many requests at once over one model. `submit`, `stats`, `step_log` and `close` are
+    thread-safe; everything else runs on the scheduler's own thread (started on first submit)."""
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        tokenizer: Decoder,
+        eos_ids: frozenset[int],
+        chunk_cache: ChunkCache,
+        cfg: SchedulerConfig,
+    ) -> None:
+        self.tokenizer, self.eos_ids, self.cfg = tokenizer, eos_ids, cfg
+        self.runner = BatchRunner(model, chunk_cache, cfg, self._wake)
+        self._cond = threading.Condition()
+        self._waiting: deque[Sequence] = deque()
+        self._log: deque[StepRecord] = deque(maxlen=cfg.step_log_size)
+        self._ids = itertools.count(1)
+        self._steps = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def submit(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        sink: EventSink,
+        cancel: threading.Event | None = None,
+        blend: BlendOptions | None = None,
+        salt: str = "",
+    ) -> int:
+        """Queue a request whose events go to `sink`; return its id. Raises QueueFull when
+        max_batch_size requests are in the batch and max_waiting more wait behind it."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            if len(self._waiting) + self.runner.active >= self.cfg.max_batch_size + self.cfg.max_waiting:
+                raise QueueFull(self._retry_after())
+            started = time.perf_counter()
+            state = DecodeState(
+                self.tokenizer, self.eos_ids, params, prompt_tokens=len(prompt), started=started
+            )
+            cancel = cancel if cancel is not None else threading.Event()
+            seq = Sequence(next(self._ids), prompt, params, blend, salt, sink, cancel, state)
+            self._waiting.append(seq)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="engine-scheduler", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+        return seq.id
+
+    def stats(self) -> EngineStats:
+        runner = self.runner
+        return EngineStats(
+            queue_depth=len(self._waiting),
+            batch_size=len(runner.decoding),
+            prefilling=len(runner.prefilling),
+            writing_back=len(runner.writing),
+            max_batch_size=self.cfg.max_batch_size,
+            tokens_in=runner.tokens_in,
+            tokens_out=runner.tokens_out,
+            steps=self._steps,
+            kv_rows=runner.batch.rows_in_use(),
+            kv_bytes=runner.batch.nbytes(),
+        )
+
+    def step_log(self) -> list[StepRecord]:
+        """The most recent steps that did any work, oldest first."""
+        with self._cond:
+            return list(self._log)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop accepting; cancel what is in flight (each request still gets its final event)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _retry_after(self) -> int:
+        per_slot = self.runner.service_s / self.cfg.max_batch_size
+        return max(1, math.ceil(per_slot * (len(self._waiting) + 1)))
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        runner = self.runner
+        while True:
+            with self._cond:
+                while not self._closed and not self._has_work():
+                    # Tasks still fetching wake us at their first layer; a cancel is polled.
+                    busy = runner.prefilling or runner.writing
+                    self._cond.wait(timeout=0.05 if busy else None)
+                if self._closed:
+                    break
+            try:
+                record = self._step()
+            except Exception as exc:  # the batch is unusable: its requests fail, the thread serves on
+                log.exception("scheduler step failed")
+                runner.fail_batch(exc)
+                continue
+            if record.decoded or record.prefilled or record.written or record.finished:
+                with self._cond:
+                    self._log.append(record)
+                    self._steps += 1
+        with self._cond:
+            waiting, self._waiting = list(self._waiting), deque()
+        for seq in waiting:
+            seq.cancel.set()
+            runner.finish(seq, [])
+        runner.cancel_all()
+
+    def _has_work(self) -> bool:
+        room = self.runner.active < self.cfg.max_batch_size
+        return bool(self._waiting and room) or self.runner.has_work()
+
+    def _step(self) -> StepRecord:
+        finished: list[int] = []
+        with self._cond:
+            admitted: list[Sequence] = []
+            while self._waiting and self.runner.active + len(admitted) < self.cfg.max_batch_size:
+                admitted.append(self._waiting.popleft())
+        for seq in admitted:
+            if seq.cancel.is_set():  # gave up while waiting: never prefilled
+                self.runner.finish(seq, finished)
+            else:
+                self.runner.admit(seq)
+        record = self.runner.step(self._steps)
+        return StepRecord(
+            record.index, record.decoded, record.prefilled, record.written, tuple(finished) + record.finished
+        )

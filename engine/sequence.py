@@ -1,0 +1,40 @@
+"""A request inside the batch scheduler, from submission to its last event."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from engine.blend.blender import BlendResult
+from engine.blend.options import BlendOptions
+from engine.decode_state import DecodeState
+from engine.event_sink import EventSink
+from engine.preemptible import PreemptibleTask
+from engine.prefill_work import Prefilled
+from engine.prompt import Prompt
+from engine.sampling import SamplingParams
+
+
+@dataclass
+class Sequence:
+    id: int
+    prompt: Prompt
+    params: SamplingParams
+    blend: BlendOptions | None
+    salt: str
+    sink: EventSink
+    cancel: threading.Event
+    state: DecodeState
+    prefill: PreemptibleTask[Prefilled] | None = None
+    write_back: PreemptibleTask[None] | None = None
+    blend_result: BlendResult | None = None
+    next_token: int = -1  # the last sampled token, fed to the next decode step
+
+    @property
+    def blended(self) -> bool:
+        return self.blend is not None and self.blend.reuses
+
+    def emit_finish(self) -> None:
+        """The text's tail and the final event (the sink is ended separately, after any write-back)."""
+        for event in self.state.finish():
+            self.sink.put(event)
