@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 
+from engine.events import FinishEvent
 from server.api_keys import KeyRing, load_tenant_secret
 from server.auth import AuthMiddleware
 from server.http_metrics import ServingMetrics
@@ -57,6 +58,14 @@ def install_gateway(app: FastAPI, services: Services) -> Gateway:
     app.add_middleware(OpenAIErrorMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=gateway.metrics)
     return gateway
+
+
+def record_finish(request: Request, final: FinishEvent) -> None:
+    """Serving metrics of a generation finished on a native route (the OpenAI routes record their own)."""
+    gateway: Gateway | None = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        gateway.metrics.observe_finish(route, final)
 
 
 def get_gateway(request: Request) -> Gateway:

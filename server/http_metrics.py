@@ -20,20 +20,31 @@ _TOKEN_GAP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 
 
 
 class _QueueCollector(Collector):
-    """Read at scrape time: requests waiting, running, and the engine's current batch size."""
+    """Read at scrape time: requests waiting and running, the engine's batch. A batching engine
+    reports these through `stats()`; one that serves a request at a time has a batch of as many
+    requests as are running on the queue."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         queue = self.services.queue
-        yield GaugeMetricFamily("ragblend_queue_depth", "requests waiting for the engine", queue.depth)
-        yield GaugeMetricFamily("ragblend_requests_running", "requests the engine is serving", queue.running)
-        # A batching engine reports its batch; one that serves a request at a time has a batch of
-        # as many requests as are running.
-        batch = getattr(self.services.engine, "batch_size", None)
-        size = batch if isinstance(batch, int) else queue.running
-        yield GaugeMetricFamily("ragblend_batch_size", "requests in the engine's current step", size)
+        stats_of = getattr(self.services.engine, "stats", None)
+        stats = stats_of() if callable(stats_of) else None
+        waiting, running, batch = queue.depth, queue.running, queue.running
+        if stats is not None:
+            waiting += int(stats.queue_depth)
+            running += int(stats.batch_size) + int(stats.prefilling)
+            batch = int(stats.batch_size)
+        yield GaugeMetricFamily("ragblend_queue_depth", "requests waiting for the engine", waiting)
+        yield GaugeMetricFamily("ragblend_requests_running", "requests the engine is serving", running)
+        yield GaugeMetricFamily("ragblend_batch_size", "sequences in the engine's decode batch", batch)
+        if stats is not None:
+            yield GaugeMetricFamily(
+                "ragblend_requests_writing_back",
+                "answered requests still storing chunk caches",
+                stats.writing_back,
+            )
 
 
 class ServingMetrics:
@@ -83,8 +94,14 @@ class ServingMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route, str(status)).observe(seconds)
 
-    def observe_finish(self, endpoint: str, final: FinishEvent) -> None:
+    def observe_finish(self, endpoint: str, final: FinishEvent, gaps_observed: bool = False) -> None:
+        """A finished generation; without per-token times (`gaps_observed` False: the answer was not
+        streamed by the caller) the mean gap between its tokens stands for each gap."""
         self.ttft.labels(endpoint).observe(final.ttft_ms / 1000)
+        if not gaps_observed and final.completion_tokens > 1:
+            gap = (final.total_ms - final.ttft_ms) / 1000 / (final.completion_tokens - 1)
+            for _ in range(final.completion_tokens - 1):
+                self.inter_token.labels(endpoint).observe(gap)
         self.prompt_tokens.labels(endpoint).inc(final.prompt_tokens)
         self.generation_tokens.labels(endpoint).inc(final.completion_tokens)
         cached = final.extra_usage.get("cached_tokens", 0)

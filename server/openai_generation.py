@@ -60,8 +60,10 @@ class OpenAIGeneration:
     include_usage: bool
 
 
-def _record(gateway: Gateway, spec: OpenAIGeneration, final: FinishEvent, span: Any, at: Received) -> None:
-    gateway.metrics.observe_finish(spec.endpoint, final)
+def _record(
+    gateway: Gateway, spec: OpenAIGeneration, final: FinishEvent, span: Any, at: Received, gaps_observed: bool
+) -> None:
+    gateway.metrics.observe_finish(spec.endpoint, final, gaps_observed)
     span.set_attribute("ragblend.prompt_tokens", final.prompt_tokens)
     span.set_attribute("ragblend.completion_tokens", final.completion_tokens)
     span.set_attribute("ragblend.cached_tokens", final.extra_usage.get("cached_tokens", 0))
@@ -98,12 +100,7 @@ async def respond(
     if not spec.stream:
         with gateway.tracing.request_span(*span_args) as span:
             final = await collect(job, request, at.perf, timeout_s)
-            if final.completion_tokens > 1:
-                # No per-token times without a stream: the mean gap stands for each one.
-                gap = (final.total_ms - final.ttft_ms) / 1000 / (final.completion_tokens - 1)
-                for _ in range(final.completion_tokens - 1):
-                    gateway.metrics.inter_token.labels(spec.endpoint).observe(gap)
-            _record(gateway, spec, final, span, at)
+            _record(gateway, spec, final, span, at, gaps_observed=False)
         return full_response(spec.head, final, spec.context.citations, spec.context.retrieve_ms)
 
     async def body() -> AsyncIterator[bytes]:
@@ -144,7 +141,7 @@ async def _events(
                 yield sse_data(stream_chunk(spec.head, {}, finish_reason(event)))
                 if spec.include_usage:
                     yield sse_data(usage_chunk(spec.head, event))
-                _record(gateway, spec, event, span, at)
+                _record(gateway, spec, event, span, at, gaps_observed=True)
     except ApiError as exc:
         yield sse_data(openai_error(exc.status, exc.message, exc.kind))
     except Exception as exc:

@@ -10,8 +10,10 @@ from fastapi.responses import StreamingResponse
 
 from engine.events import FinishEvent, TokenEvent
 from engine.sampling import SamplingParams
+from server.auth import principal_of
 from server.deps import EngineDep, ServicesDep
 from server.errors import ApiError
+from server.gateway import record_finish
 from server.generation import collect, prepare_prompt, submit, timed_events
 from server.rag_context import RagContext, resolve_context
 from server.schemas import GenerateRequest, GenerateResponse, Timings, Usage
@@ -79,9 +81,12 @@ async def generate(
         seed=body.seed,
         stop=tuple(body.stop_list()),
     )
-    job = submit(services, engine, prompt, params, body.blend.options())
+    # The tenant's salt (derived on the server from the API key) keeps its chunk caches its own.
+    job = submit(services, engine, prompt, params, body.blend.options(), salt=principal_of(request).salt)
     if not body.stream:
-        return to_response(await collect(job, request, received, settings.request_timeout_s), context)
+        final = await collect(job, request, received, settings.request_timeout_s)
+        record_finish(request, final)
+        return to_response(final, context)
 
     async def stream() -> AsyncIterator[bytes]:
         if context.citations:
@@ -91,6 +96,7 @@ async def generate(
                 if isinstance(event, TokenEvent):
                     yield sse_event("token", {"text": event.text})
                 else:
+                    record_finish(request, event)
                     yield sse_event("done", to_response(event, context).model_dump(exclude_none=True))
         except ApiError as exc:
             yield sse_event("error", {"type": exc.kind, "message": exc.message})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ def keyed_settings(data_dir: Path, model_dir: Path, **overrides: Any) -> Setting
         max_tokens_limit=64,
         max_body_bytes=200_000,
         api_keys=key_specs(),
-        tenant_secret="test-secret",
+        # A fresh secret per app: its tenants' salts are new, so nothing cached by an earlier test of
+        # this session (the engine and its store are shared) is visible to them.
+        tenant_secret=f"test-secret-{uuid.uuid4().hex}",
         **overrides,
     )
 
