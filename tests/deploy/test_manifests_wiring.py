@@ -1,0 +1,153 @@
+"""The manifests fit together and fit the server: probes on real routes, selectors that select,
+settings the server accepts, a Redis configured as a cache, the GPU overlay on the vLLM engine."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from pydantic import TypeAdapter
+
+from server.api_keys import ApiKeySpec
+from server.app import create_app
+from server.settings import Settings
+from tests.deploy.compose_env import DOCKER, final_stage, load_compose
+from tests.deploy.kustomize_build import DEPLOY, Doc, build, find, gateway_container, load_docs
+
+BASE = build(DEPLOY / "base")
+
+
+def pod_spec(doc: Doc) -> Doc:
+    return doc["spec"]["template"]["spec"]
+
+
+def pod_labels(doc: Doc) -> dict[str, str]:
+    return doc["spec"]["template"]["metadata"]["labels"]
+
+
+def quantity_bytes(text: str) -> int:
+    """Kubernetes (Ki, Mi, Gi) and Redis (kb, mb, gb: powers of 1024 too) memory sizes."""
+    m = re.fullmatch(r"(\d+)\s*(Ki|Mi|Gi|kb|mb|gb)?", text, re.IGNORECASE)
+    assert m, text
+    unit = (m.group(2) or "").lower()
+    return int(m.group(1)) * {"": 1, "ki": 1 << 10, "kb": 1 << 10, "mi": 1 << 20, "mb": 1 << 20}.get(
+        unit, 1 << 30
+    )
+
+
+def test_probes_point_at_routes_the_app_serves() -> None:
+    routes = set(create_app(Settings()).openapi()["paths"])
+    c = gateway_container(BASE)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert c["startupProbe"]["httpGet"]["path"] == "/health"
+    assert {"/ready", "/health", "/metrics"} <= routes
+    port_names = {p["name"]: p["containerPort"] for p in c["ports"]}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert c[probe]["httpGet"]["port"] in port_names
+
+
+def test_gateway_runs_what_the_image_and_compose_run() -> None:
+    c = gateway_container(BASE)
+    assert c["command"] == load_compose()["services"]["gateway"]["command"]
+    user = next(args for word, args in final_stage(DOCKER / "Dockerfile.cpu") if word == "USER")
+    security = pod_spec(find(BASE, "Deployment"))["securityContext"]
+    assert security["runAsNonRoot"] is True and user == f"{security['runAsUser']}:{security['runAsGroup']}"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= c["resources"][kind].keys()
+
+
+def test_services_hpa_and_pdb_select_the_pods_they_mean() -> None:
+    deployment, redis = find(BASE, "Deployment"), find(BASE, "StatefulSet")
+    gateway_svc, redis_svc = (
+        find(BASE, "Service", "ragblend-gateway"),
+        find(BASE, "Service", "ragblend-redis"),
+    )
+    assert gateway_svc["spec"]["selector"].items() <= pod_labels(deployment).items()
+    assert redis_svc["spec"]["selector"].items() <= pod_labels(redis).items()
+    assert not gateway_svc["spec"]["selector"].items() <= pod_labels(redis).items()
+    assert redis["spec"]["serviceName"] == redis_svc["metadata"]["name"]
+    ports = {p["name"]: p for p in gateway_svc["spec"]["ports"]}
+    assert ports["metrics"]["targetPort"] == ports["http"]["targetPort"] == "http"
+    hpa, pdb = find(BASE, "HorizontalPodAutoscaler"), find(BASE, "PodDisruptionBudget")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert 1 <= pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels(deployment).items()
+
+
+def test_configmap_holds_only_settings_the_server_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = find(BASE, "ConfigMap")["data"]
+    fields = {f"RAGBLEND_{name.upper()}" for name in Settings.model_fields}
+    assert set(data) <= fields, set(data) - fields
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert str(settings.data_dir) == "/data" and settings.host == "0.0.0.0"
+    redis_host = re.match(r"redis://([^:/]+):(\d+)/", settings.redis_url or "")
+    assert redis_host and redis_host.group(1) == find(BASE, "Service", "ragblend-redis")["metadata"]["name"]
+
+
+def test_volumes_are_where_the_server_writes() -> None:
+    deployment = find(BASE, "Deployment")
+    mounts = {m["name"]: m["mountPath"] for m in gateway_container(BASE)["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
+    data_dir = find(BASE, "ConfigMap")["data"]["RAGBLEND_DATA_DIR"]
+    settings = Settings(data_dir=data_dir)
+    assert mounts["kv-disk"] == settings.store_config().disk_dir
+    assert mounts["collections"] == f"{data_dir}/collections"
+    claim = volumes["collections"]["persistentVolumeClaim"]["claimName"]
+    pvc = find(BASE, "PersistentVolumeClaim", claim)
+    assert "ReadWriteMany" in pvc["spec"]["accessModes"]
+    assert "emptyDir" in volumes["kv-disk"]
+
+
+def test_secret_references_match_the_example_secret() -> None:
+    (secret,) = load_docs(DEPLOY / "base" / "api-keys-secret.example.yaml")
+    refs = [e["valueFrom"]["secretKeyRef"] for e in gateway_container(BASE)["env"] if "valueFrom" in e]
+    assert (
+        {r["key"] for r in refs}
+        == set(secret["stringData"])
+        == {"RAGBLEND_API_KEYS", "RAGBLEND_TENANT_SECRET"}
+    )
+    assert all(r["name"] == secret["metadata"]["name"] and not r.get("optional") for r in refs)
+    keys = TypeAdapter(list[ApiKeySpec]).validate_python(
+        json.loads(secret["stringData"]["RAGBLEND_API_KEYS"])
+    )
+    assert keys and keys[0].requests_per_minute is not None and keys[0].max_streams is not None
+
+
+def test_redis_is_a_cache_with_a_memory_limit_below_its_container() -> None:
+    redis = find(BASE, "StatefulSet")
+    (container,) = pod_spec(redis)["containers"]
+    args = container["args"]
+    assert args[args.index("--save") + 1] == ""
+    assert args[args.index("--appendonly") + 1] == "no"
+    assert args[args.index("--maxmemory-policy") + 1] == "allkeys-lru"
+    maxmemory = quantity_bytes(args[args.index("--maxmemory") + 1])
+    assert 0 < maxmemory < quantity_bytes(container["resources"]["limits"]["memory"])
+
+
+def test_cpu_overlay_runs_torch_with_threads_matching_its_cpu_limit() -> None:
+    c = gateway_container(build(DEPLOY / "overlays" / "cpu"))
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["RAGBLEND_ENGINE"] == "torch"
+    assert int(env["RAGBLEND_NUM_THREADS"]) == int(c["resources"]["limits"]["cpu"])
+    assert c["image"].endswith(":cpu")
+
+
+def test_gpu_overlay_asks_for_a_gpu_and_runs_vllm() -> None:
+    docs = build(DEPLOY / "overlays" / "gpu")
+    c = gateway_container(docs)
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["RAGBLEND_ENGINE"] == "vllm"
+    assert "RAGBLEND_API_KEYS" in env, "the overlay's env patch must merge with the base, not replace it"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == c["resources"]["requests"]["nvidia.com/gpu"] == 1
+    assert c["image"].endswith(":cuda")
+    spec = pod_spec(find(docs, "Deployment"))
+    assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert {"/dev/shm", "/data/kv", "/data/collections"} <= mounts
+    hpa = find(docs, "HorizontalPodAutoscaler")
+    assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] < hpa["spec"]["minReplicas"] <= 4
