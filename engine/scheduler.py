@@ -159,19 +159,22 @@ class Scheduler:
 
     def _has_work(self) -> bool:
         room = self.runner.active < self.cfg.max_batch_size
-        return bool(self._waiting and room) or self.runner.has_work()
+        gave_up = any(s.cancel.is_set() for s in self._waiting)
+        return bool(self._waiting and room) or gave_up or self.runner.has_work()
 
     def _step(self) -> StepRecord:
         finished: list[int] = []
         with self._cond:
+            # A request that gave up while waiting leaves at once, never prefilled.
+            gave_up = [s for s in self._waiting if s.cancel.is_set()]
+            self._waiting = deque(s for s in self._waiting if not s.cancel.is_set())
             admitted: list[Sequence] = []
             while self._waiting and self.runner.active + len(admitted) < self.cfg.max_batch_size:
                 admitted.append(self._waiting.popleft())
+        for seq in gave_up:
+            self.runner.finish(seq, finished)
         for seq in admitted:
-            if seq.cancel.is_set():  # gave up while waiting: never prefilled
-                self.runner.finish(seq, finished)
-            else:
-                self.runner.admit(seq)
+            self.runner.admit(seq)
         record = self.runner.step(self._steps)
         return StepRecord(
             record.index, record.decoded, record.prefilled, record.written, tuple(finished) + record.finished

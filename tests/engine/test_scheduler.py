@@ -10,7 +10,8 @@ from engine.events import FinishEvent, GenerationEvent, TokenEvent
 from engine.prompt import Prompt
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
-from tests.engine.scheduling import Outcome, alone, drain, make_scheduler, musique_docs, outcome, submit
+from tests.engine.conftest import SchedulerFactory
+from tests.engine.scheduling import Outcome, alone, drain, musique_docs, outcome, submit
 
 GREEDY = SamplingParams(max_tokens=16)
 
@@ -36,9 +37,9 @@ def references(engine: TorchEngine, prompts: list[Prompt]) -> list[Outcome]:
 
 
 def test_concurrent_greedy_requests_match_their_runs_alone(
-    engine: TorchEngine, prompts: list[Prompt], references: list[Outcome]
+    new_scheduler: SchedulerFactory, engine: TorchEngine, prompts: list[Prompt], references: list[Outcome]
 ) -> None:
-    scheduler = make_scheduler(engine, max_batch_size=8)
+    scheduler = new_scheduler(max_batch_size=8)
     sinks = [submit(scheduler, p, GREEDY)[1] for p in prompts]
     got = [drain(s) for s in sinks]
     for want, have in zip(references, got, strict=True):
@@ -53,13 +54,12 @@ def test_concurrent_greedy_requests_match_their_runs_alone(
     assert stats.tokens_in == sum(len(p) for p in prompts)
     assert stats.tokens_out == sum(o.final.completion_tokens for o in got)
     assert (stats.batch_size, stats.kv_rows, stats.kv_bytes) == (0, 0, 0)
-    scheduler.close()
 
 
 def test_request_joining_midway_leaves_the_running_one_unchanged(
-    engine: TorchEngine, prompts: list[Prompt], references: list[Outcome]
+    new_scheduler: SchedulerFactory, engine: TorchEngine, prompts: list[Prompt], references: list[Outcome]
 ) -> None:
-    scheduler = make_scheduler(engine, max_batch_size=4)
+    scheduler = new_scheduler(max_batch_size=4)
     first_id, first = submit(scheduler, prompts[1], GREEDY)
     events = first.events()
     head: list[GenerationEvent] = []
@@ -74,7 +74,6 @@ def test_request_joining_midway_leaves_the_running_one_unchanged(
     alone_steps = [r for r in log if r.decoded == (first_id,)]
     shared_steps = [r for r in log if first_id in r.decoded and len(r.decoded) > 1]
     assert len(alone_steps) >= 3 and shared_steps, "the first request decoded alone, then with the others"
-    scheduler.close()
 
 
 def test_server_jobs_share_the_batch(
@@ -95,11 +94,13 @@ def test_server_jobs_share_the_batch(
     assert all(isinstance(o.final, FinishEvent) for o in got)
 
 
-def test_seeded_sampling_is_reproducible_under_batching(engine: TorchEngine, prompts: list[Prompt]) -> None:
+def test_seeded_sampling_is_reproducible_under_batching(
+    new_scheduler: SchedulerFactory, engine: TorchEngine, prompts: list[Prompt]
+) -> None:
     sampled = SamplingParams(max_tokens=16, temperature=0.9, top_p=0.9, seed=1234)
     other_seed = SamplingParams(max_tokens=16, temperature=0.9, top_p=0.9, seed=99)
     want = alone(engine, prompts[3], sampled)
-    scheduler = make_scheduler(engine, max_batch_size=8)
+    scheduler = new_scheduler(max_batch_size=8)
     sinks = [
         submit(scheduler, prompts[1], GREEDY)[1],
         submit(scheduler, prompts[3], sampled)[1],
@@ -111,16 +112,17 @@ def test_seeded_sampling_is_reproducible_under_batching(engine: TorchEngine, pro
     assert got[1].tokens == want.tokens
     assert got[4].tokens == want.tokens  # same seed, same prompt, other batch position
     assert got[2].tokens != want.tokens  # the seed matters: different draws
-    scheduler.close()
 
 
-def test_stop_strings_and_eos_end_a_sequence_as_alone(engine: TorchEngine, prompts: list[Prompt]) -> None:
+def test_stop_strings_and_eos_end_a_sequence_as_alone(
+    new_scheduler: SchedulerFactory, engine: TorchEngine, prompts: list[Prompt]
+) -> None:
     free = alone(engine, prompts[1], SamplingParams(max_tokens=24))
     stop_word = free.text.split()[2]
     params = SamplingParams(max_tokens=24, stop=(stop_word,))
     want = alone(engine, prompts[1], params)
     assert want.final.finish_reason == "stop" and stop_word not in want.text
-    scheduler = make_scheduler(engine, max_batch_size=4)
+    scheduler = new_scheduler(max_batch_size=4)
     sinks = [submit(scheduler, prompts[1], params)[1], submit(scheduler, prompts[4], GREEDY)[1]]
     got = drain(sinks[0])
     drain(sinks[1])
@@ -129,4 +131,3 @@ def test_stop_strings_and_eos_end_a_sequence_as_alone(engine: TorchEngine, promp
         "stop",
         want.final.completion_tokens,
     )
-    scheduler.close()

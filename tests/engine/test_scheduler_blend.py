@@ -1,0 +1,57 @@
+"""Blended requests (cacheblend over documents) served in a batch, cold and then from chunk caches."""
+
+from __future__ import annotations
+
+from engine.blend.options import BlendOptions
+from engine.sampling import SamplingParams
+from engine.torch_engine import TorchEngine
+from tests.engine.conftest import SchedulerFactory
+from tests.engine.scheduling import Outcome, alone, drain, musique_docs, submit
+
+PARAMS = SamplingParams(max_tokens=8)
+CACHEBLEND = BlendOptions(mode="cacheblend", ratio=0.15)
+
+
+def test_blended_requests_in_a_batch_match_their_runs_alone(
+    new_scheduler: SchedulerFactory, engine: TorchEngine
+) -> None:
+    # Disjoint documents, so no request's write-back changes what another one finds in the cache; the
+    # shared system prefix is cached beforehand under both salts, for the same reason.
+    prompts = []
+    for example in (7, 8, 9):
+        question, docs = musique_docs(example, 2, 40)
+        prompts.append(engine.build_prompt(question, docs, None))
+    prefix = len(prompts[0].pieces[0].ids)
+    for salt in ("sched-ref", "sched-batch"):
+        alone(engine, engine.build_prompt("Warm up.", ["A short note."], None), PARAMS, CACHEBLEND, salt)
+    plain = engine.build_prompt("Name the largest ocean on Earth.", None, None)
+    scheduler = new_scheduler(max_batch_size=8, prefill_chunk_tokens=32)
+
+    def batched(salt: str) -> list[tuple[int, Outcome]]:
+        sinks = [submit(scheduler, p, PARAMS, CACHEBLEND, salt) for p in prompts]
+        sinks.append(submit(scheduler, plain, PARAMS))
+        return [(i, drain(s)) for i, s in sinks]
+
+    for phase in ("cold", "warm"):
+        want = [alone(engine, p, PARAMS, CACHEBLEND, "sched-ref") for p in prompts]
+        want.append(alone(engine, plain, PARAMS))
+        got = batched("sched-batch")
+        for (_, have), ref in zip(got, want, strict=True):
+            assert have.tokens == ref.tokens, phase
+            assert have.final.extra_usage == ref.final.extra_usage, phase
+        cached = [have.final.extra_usage["cached_tokens"] for _, have in got[:3]]
+        if phase == "cold":
+            assert cached == [prefix] * 3
+            # Each blended request stored its documents after its final event, and its events
+            # ended only once they were stored (so the warm phase finds them).
+            log = scheduler.step_log()
+            for seq_id, _ in got[:3]:
+                done_at = next(r.index for r in log if seq_id in r.finished)
+                stored_at = [r.index for r in log if any(i == seq_id for i, _ in r.written)]
+                assert stored_at and min(stored_at) >= done_at
+            assert scheduler.stats().writing_back == 0
+        else:
+            assert all(
+                c > 0.8 * (len(p) - len(p.pieces[-1].ids)) for c, p in zip(cached, prompts, strict=True)
+            )
+            assert all(have.final.extra_usage["recomputed_tokens"] > 0 for _, have in got[:3])
