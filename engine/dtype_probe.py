@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 
@@ -42,3 +44,35 @@ def fastest_dtype() -> str:
 
 def resolve_dtype(requested: str) -> str:
     return fastest_dtype() if requested == "auto" else requested
+
+
+def _machine_signature() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+    return f"{model}|{torch.__version__}|cuda={torch.cuda.is_available()}"
+
+
+def remembered_dtype(requested: str, path: Path) -> str:
+    """`requested`, or for "auto" the choice stored in `path` for this CPU and torch build, probing
+    and storing it the first time. The dtype is part of every chunk-cache key: a choice that
+    flipped between restarts (a timing probe on a busy machine can) would orphan the disk and Redis
+    tiers, so it is made once per machine and data directory."""
+    if requested != "auto":
+        return requested
+    signature = _machine_signature()
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("signature") == signature and stored.get("dtype") in ("float32", "bfloat16"):
+            return str(stored["dtype"])
+    except (OSError, ValueError, AttributeError):
+        pass  # absent or unreadable: probe again
+    choice = fastest_dtype()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"signature": signature, "dtype": choice}))
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only data dir: the choice holds for this process only
+    return choice

@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cache.config import StoreConfig
 from engine.assets import EMBEDDED_MODEL, resolve_model
 from engine.config import EngineConfig
+from engine.dtype_probe import remembered_dtype
 from server.api_keys import ApiKeySpec
 
 
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     retrieval_precompute_kv: bool = True
     # chunks retrieved for /generate when a collection is given without top_k
     retrieval_default_top_k: int = Field(5, gt=0)
+    # candidates retrieved for chunk selection when a request gives a selection without top_k
+    retrieval_selection_candidates: int = Field(12, gt=0)
     # --- end retrieval ---
 
     def model_dir(self) -> Path:
@@ -103,7 +106,7 @@ class Settings(BaseSettings):
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
             model_dir=self.model_dir(),
-            dtype=self.dtype,
+            dtype=remembered_dtype(self.dtype, self.data_dir / "dtype-choice.json"),
             num_threads=self.num_threads,
             max_context=self.max_context,
             max_new_tokens_limit=self.max_tokens_limit,
