@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
+from retrieval.selection import SelectionConfig
 from server.errors import ApiError
 from server.openai_schemas import ChatCompletionRequest
 from server.rag_context import RagContext, resolve_context
@@ -34,11 +37,23 @@ def check_sampling(max_tokens: int | None, stops: list[str], settings: Settings)
     return effective
 
 
-async def chat_context(services: Services, body: ChatCompletionRequest, query: str) -> RagContext:
-    """Inline `documents`, or the `top_k` chunks of `collection` retrieved for the last user message."""
+async def chat_context(
+    services: Services, body: ChatCompletionRequest, query: str, salt: str = ""
+) -> RagContext:
+    """Inline `documents`, or the `top_k` chunks of `collection` retrieved for the last user message;
+    with `selection`, chosen among them (see server/rag_context.py)."""
     if not body.wants_rag():
         return RagContext(None)
+    selection = None
     if body.selection is not None:
-        raise ApiError(422, "selection: chunk selection options are not available on this endpoint yet")
+        try:
+            selection = SelectionConfig.model_validate(body.selection)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in ("selection", *first["loc"]))
+            raise ApiError(422, f"{where}: {first['msg']}") from None
     check_documents(body.documents, services.settings)
-    return await resolve_context(services, query, body.documents, body.collection, body.top_k)
+    blend = body.blend.options() if body.blend is not None else None
+    return await resolve_context(
+        services, query, body.documents, body.collection, body.top_k, selection, blend, salt
+    )

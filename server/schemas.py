@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
-from server.rag_context import Citation
+from retrieval.selection import SelectionConfig
+from server.rag_context import Citation, SelectionReport
 
 
 class BlendRequest(BaseModel):
@@ -31,6 +32,9 @@ class GenerateRequest(BaseModel):
     documents: list[StrictStr] | None = Field(None, description="texts to answer from, each its own chunk")
     collection: StrictStr | None = Field(None, min_length=1, description="retrieve the documents from here")
     top_k: int | None = Field(None, ge=1, description="chunks to retrieve from the collection")
+    selection: SelectionConfig | None = Field(
+        None, description="choose among the retrieved chunks (or documents): topk or corag under a budget"
+    )
     system: StrictStr | None = None
     max_tokens: int | None = Field(None, gt=0, description="new tokens at most (default from settings)")
     temperature: float = Field(0.0, ge=0.0, le=5.0)
@@ -57,6 +61,7 @@ class Timings(BaseModel):
     ttft_ms: float
     total_ms: float
     retrieve_ms: float | None = None
+    select_ms: float | None = None
     prefill_ms: float | None = None
     kv_fetch_ms: float | None = None
 
@@ -67,3 +72,4 @@ class GenerateResponse(BaseModel):
     usage: Usage
     timings: Timings
     citations: list[Citation] | None = None
+    selection: SelectionReport | None = None

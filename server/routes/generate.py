@@ -57,9 +57,11 @@ def to_response(final: FinishEvent, context: RagContext) -> GenerateResponse:
             ttft_ms=final.ttft_ms,
             total_ms=final.total_ms,
             retrieve_ms=context.retrieve_ms,
+            select_ms=context.select_ms,
             **final.extra_timings,
         ),
         citations=context.citations if context.citations else None,
+        selection=context.selection,
     )
 
 
@@ -72,7 +74,19 @@ async def generate(
     received = time.perf_counter()
     settings = services.settings
     max_tokens = check_limits(body, settings)
-    context = await resolve_context(services, body.query, body.documents, body.collection, body.top_k)
+    salt = principal_of(request).salt
+    blend = body.blend.options()
+    context = await resolve_context(
+        services,
+        body.query,
+        body.documents,
+        body.collection,
+        body.top_k,
+        selection=body.selection,
+        blend=blend,
+        salt=salt,
+        system=body.system,
+    )
     prompt = await prepare_prompt(engine, body.query, context.documents, body.system, max_tokens)
     params = SamplingParams(
         max_tokens=max_tokens,
@@ -82,7 +96,7 @@ async def generate(
         stop=tuple(body.stop_list()),
     )
     # The tenant's salt (derived on the server from the API key) keeps its chunk caches its own.
-    job = submit(services, engine, prompt, params, body.blend.options(), salt=principal_of(request).salt)
+    job = submit(services, engine, prompt, params, blend, salt=salt)
     if not body.stream:
         final = await collect(job, request, received, settings.request_timeout_s)
         record_finish(request, final)

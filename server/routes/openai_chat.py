@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from engine.sampling import SamplingParams
+from server.auth import principal_of
 from server.deps import EngineDep, ServicesDep
 from server.errors import ApiError
 from server.gateway import GatewayDep
@@ -41,7 +42,7 @@ async def chat_completions(
         raise ApiError(400, problem, "unsupported_parameter")
     max_tokens = check_sampling(body.requested_max_tokens(), body.stop_list(), services.settings)
     messages = chat_messages(body.messages)
-    context = await chat_context(services, body, messages[-1].content)
+    context = await chat_context(services, body, messages[-1].content, principal_of(request).salt)
     prompt = await chat_prompt(engine, messages, context.documents, max_tokens)
     blend = body.blend or (BlendRequest() if context.documents else None)
     spec = OpenAIGeneration(

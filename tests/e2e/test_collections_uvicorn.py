@@ -193,6 +193,31 @@ def test_generate_from_a_collection_finds_chunk_caches_warm(server: Server) -> N
     expect_error(ask(base, query="x", collection="kb", top_k=0), 422, "top_k")
 
 
+def test_generate_selects_chunks_under_a_budget(server: Server) -> None:
+    base = server.base
+    selection = {"method": "corag", "budget": 60, "iterations": 32, "seed": 1}
+    r = ask(base, query="Where does the Nile flow into?", collection="kb", top_k=4, selection=selection)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    report = out["selection"]
+    assert report["method"] == "corag" and report["candidates"] >= 2
+    assert 1 <= len(report["chosen"]) <= report["candidates"] and report["cost"] <= 60
+    assert len(out["citations"]) == len(report["chosen"]) and out["timings"]["select_ms"] > 0
+    # warm chunks cost only their recompute share, so the search could afford more than 60 tokens
+    assert report["warm"] == len(report["chosen"])
+    again = ask(base, query="Where does the Nile flow into?", collection="kb", top_k=4, selection=selection)
+    assert again.json()["selection"]["chosen"] == report["chosen"]  # deterministic for a seed
+
+    docs = ["Paris is the capital of France.", "The Nile flows into the Mediterranean.", "Tea is a drink."]
+    r = ask(base, query="Capital of France?", documents=docs, selection={"method": "topk", "budget": 20})
+    assert r.status_code == 200, r.text
+    assert r.json()["selection"]["method"] == "topk" and r.json()["selection"]["chosen"]
+
+    bad = {"method": "corag", "iterations": 0}
+    expect_error(ask(base, query="x", collection="kb", selection=bad), 422, "iterations")
+    expect_error(ask(base, query="x", collection="kb", selection={"method": "best"}), 422, "method")
+
+
 def test_collections_survive_a_restart(server: Server) -> None:
     base = server.base
     query = {"collection": "kb", "query": "Which tower was finished in 1889?", "top_k": 4}
