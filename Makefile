@@ -42,7 +42,7 @@ test: setup-dev redis model
 lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy server retrieval cache engine
+	$(BIN)/mypy .
 
 bench-prefill: setup-dev model
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.prefill

@@ -85,6 +85,7 @@ def run_example(
     full_ttft = time.perf_counter() - start
     ref, ref_logps = greedy(engine, kv, logits, steps)
     ref_text = engine.tokenizer.decode(ref, skip_special_tokens=True)
+    assert isinstance(ref_text, str)  # one sequence of ids decodes to one string
     rows = [
         {
             "mode": "full",
@@ -109,6 +110,7 @@ def run_example(
         logp = teacher_forced_logp(engine, result.kv, result.logits, ref)
         out, _ = greedy(engine, result.kv, result.logits, steps)
         text = engine.tokenizer.decode(out, skip_special_tokens=True)
+        assert isinstance(text, str)
         agree = sum(a == b for a, b in zip(out, ref, strict=False)) / max(len(ref), len(out))
         computed = n - result.cached_tokens + result.recomputed_tokens
         rows.append(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -124,7 +125,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for n in LENGTHS:
             for name, fn in systems.items():
-                times[(name, n)].append(timed(lambda fn=fn, n=n: fn(prompts[n])))
+                times[(name, n)].append(timed(partial(fn, prompts[n])))
 
     rows: list[dict[str, float | int | str]] = []
     ours_name = next(iter(systems))

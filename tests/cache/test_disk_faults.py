@@ -89,7 +89,7 @@ def test_two_processes_writing_one_key(tmp_path: Path) -> None:
     for w in writers:
         w.start()
     reader = DiskTier(str(tmp_path), 1 << 30)
-    seen = set()
+    seen: set[float] = set()
     while any(w.is_alive() for w in writers) or not seen:
         blob = reader.read_blobs([base.key])[0]
         if blob is not None:

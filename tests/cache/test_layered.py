@@ -68,8 +68,8 @@ def test_split_entries_arrive_in_layer_order(redis_server: RedisServer) -> None:
         assert first_complete is not None
         for layer in range(6):
             got = fetch.layer(layer, timeout=5)
-            for (k, v), e in zip(got, entries, strict=True):
-                assert k.equal(e.k[layer]) and v.equal(e.v[layer])
+            for kv, e in zip(got, entries, strict=True):
+                assert kv is not None and kv[0].equal(e.k[layer]) and kv[1].equal(e.v[layer])
         assert all(same(a, b) for a, b in zip(fetch.entries(), entries, strict=True))
         s = store.stats().tier("redis")
         assert s.hits == 3 and s.misses == 0 and s.corrupt == 0
@@ -101,8 +101,12 @@ def test_every_source_in_one_fetch(redis_server: RedisServer, tmp_path: Path) ->
 
 def _corrupt_part(server: RedisServer, key: str, part: int) -> None:
     r = server.client()
-    name = next(n for n in r.keys(f"rbkv:{{{key}}}:*") if n.endswith(f":{part}".encode()))
-    value = bytearray(r.get(name) or b"")
+    # the test client leaves replies undecoded: names and values are bytes
+    names = [n for n in r.keys(f"rbkv:{{{key}}}:*") if isinstance(n, bytes)]
+    name = next(n for n in names if n.endswith(f":{part}".encode()))
+    raw = r.get(name)
+    assert isinstance(raw, bytes)
+    value = bytearray(raw)
     value[100] ^= 1
     r.set(name, bytes(value))
 

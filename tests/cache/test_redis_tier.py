@@ -18,6 +18,15 @@ def tier_for(server: RedisServer, **kw: object) -> RedisTier:
     return RedisTier(server.url, model_fingerprint=FINGERPRINT, **opts)  # type: ignore[arg-type]
 
 
+def key_names(r: redis.Redis, pattern: str) -> list[bytes]:
+    """Matching key names; the test client leaves replies undecoded, so each one is bytes."""
+    names = []
+    for name in r.keys(pattern):
+        assert isinstance(name, bytes)
+        names.append(name)
+    return names
+
+
 def test_small_and_split_entries_round_trip(redis_server: RedisServer) -> None:
     tier = tier_for(redis_server)
     small, big = make_entry(1), make_entry(2, tokens=64, dim=32)
@@ -31,7 +40,7 @@ def test_small_and_split_entries_round_trip(redis_server: RedisServer) -> None:
     assert manifest is not None
     parsed = parse_manifest(manifest)
     assert parsed is not None and parsed[0] == -(-len(encode(big)) // PART)
-    names = [n.decode() for n in r.keys("rbkv:*")]
+    names = [n.decode() for n in key_names(r, "rbkv:*")]
     assert len(names) == 2 + parsed[0]
     assert len({key_slot(n.encode()) for n in names if big.key in n}) == 1  # one hash slot per entry
     assert 0 < r.ttl(f"rbkv:{{{big.key}}}") <= 600
@@ -59,7 +68,7 @@ def test_missing_part_is_a_miss(redis_server: RedisServer) -> None:
     big = make_entry(2, tokens=64, dim=32)
     tier.put_many([big])
     r = redis_server.client()
-    r.delete(sorted(n for n in r.keys("rbkv:*") if n.count(b":") == 3)[0])
+    r.delete(sorted(n for n in key_names(r, "rbkv:*") if n.count(b":") == 3)[0])
     assert tier.get_many([big.key]) == [None]
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pytest
 import torch
 from transformers import LlamaConfig
@@ -8,8 +10,19 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from engine.config import ModelConfig
 from engine.rope import RotaryTable, apply_rope, inverse_frequencies
 
-BASE = {
-    "model_type": "llama",
+
+class Sizes(TypedDict):
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    max_position_embeddings: int
+
+
+# typed apart from model_type so that they can also be passed to transformers' LlamaConfig
+SIZES: Sizes = {
     "vocab_size": 100,
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -18,6 +31,7 @@ BASE = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 8192,
 }
+BASE: dict[str, object] = {"model_type": "llama", **SIZES}
 
 
 def test_reads_old_and_new_rope_layouts() -> None:
@@ -42,9 +56,7 @@ def test_llama3_scaling_matches_transformers() -> None:
         "original_max_position_embeddings": 8192,
     }
     ours, _ = inverse_frequencies(ModelConfig.from_dict({**BASE, "rope_theta": 5e5, "rope_scaling": scaling}))
-    hf_cfg = LlamaConfig(
-        **{k: v for k, v in BASE.items() if k != "model_type"}, rope_parameters={"rope_theta": 5e5, **scaling}
-    )
+    hf_cfg = LlamaConfig(**SIZES, rope_parameters={"rope_theta": 5e5, **scaling})
     theirs, _ = ROPE_INIT_FUNCTIONS["llama3"](hf_cfg, "cpu")
     assert torch.allclose(ours, theirs.float(), rtol=1e-5)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PretrainedConfig
 
 from engine.config import ModelConfig
 from engine.model import LlamaModel
@@ -20,8 +21,20 @@ DOCS = [
 QUESTION = "When was the Eiffel Tower completed?"
 
 
-def _reference(model_dir: Path, dtype: torch.dtype) -> AutoModelForCausalLM:
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa").eval()
+class ReferenceLM(Protocol):
+    """The parts of a transformers causal LM these tests call."""
+
+    config: PretrainedConfig
+
+    def __call__(self, input_ids: torch.Tensor) -> Any: ...
+
+    def generate(self, inputs: torch.Tensor, **kwargs: Any) -> object: ...
+
+
+def _reference(model_dir: Path, dtype: torch.dtype) -> ReferenceLM:
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+    model.eval()
+    return model
 
 
 def _prompt_ids(engine: TorchEngine) -> torch.Tensor:
@@ -63,6 +76,7 @@ def test_greedy_generation_matches_transformers(
                 break
             logits = ours.forward(torch.tensor([token]), kv)
         theirs = ref.generate(ids[None], max_new_tokens=n_new, do_sample=False, pad_token_id=0)
+    assert isinstance(theirs, torch.Tensor)  # plain token ids: no dict output was asked for
     assert len(mine) >= 8
     assert mine == theirs[0, len(ids) : len(ids) + len(mine)].tolist()
 

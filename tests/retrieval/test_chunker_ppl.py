@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from retrieval.chunkers import ppl
 from retrieval.chunkers.ppl import find_minima, ppl_spans, sentence_scores
 from retrieval.chunkers.token_nll import token_nll
 from retrieval.doc_tokens import tokenize_document
-from retrieval.lm import ChunkingLM
+from retrieval.lm import CausalLM, ChunkingLM
 from retrieval.sentences import split_sentences
 from tests.retrieval.conftest import NILE
 
@@ -96,7 +98,7 @@ def test_lm_runs_only_on_paragraphs_that_merging_cannot_keep_whole(
     seen: list[int] = []
     real = ppl.token_nll
 
-    def spy(model, ids, bos, context, **kw):  # type: ignore[no-untyped-def]
+    def spy(model: CausalLM, ids: torch.Tensor, bos: list[int], context: int, **kw: Any) -> torch.Tensor:
         seen.append(len(ids))
         return real(model, ids, bos, context, **kw)
 

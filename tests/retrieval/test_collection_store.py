@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from retrieval.collection import Collection
-from retrieval.config import CollectionConfig, IndexConfig
+from retrieval.config import CollectionConfig, IndexConfig, IndexKind
 from retrieval.errors import DocumentNotFound
 from retrieval.ingest import PreparedDocument
 from retrieval.spans import tile
@@ -33,8 +34,8 @@ def make_doc(text: str, pieces: int, seed: int) -> PreparedDocument:
     return PreparedDocument(text, 10, "test", chunks)
 
 
-def new_collection(folder: Path, kind: str = "flat") -> Collection:
-    cfg = CollectionConfig(index=IndexConfig(kind=kind))  # type: ignore[arg-type]
+def new_collection(folder: Path, kind: IndexKind = "flat") -> Collection:
+    cfg = CollectionConfig(index=IndexConfig(kind=kind))
     return Collection.create("c", folder, cfg, "all-MiniLM-L6-v2", DIM, now=1.0)
 
 
@@ -43,7 +44,7 @@ def top(col: Collection, vector: np.ndarray, k: int = 3) -> list[tuple[str, int]
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
-def test_persistence_and_delete(tmp_path: Path, kind: str) -> None:
+def test_persistence_and_delete(tmp_path: Path, kind: IndexKind) -> None:
     col = new_collection(tmp_path / "c", kind)
     a, b = make_doc("alpha " * 30, 3, 1), make_doc("beta " * 40, 4, 2)
     stored_a = col.add("a", "A", a)
@@ -83,11 +84,12 @@ def test_failure_inside_a_document_leaves_the_previous_state(tmp_path: Path) -> 
     col.add("a", "A", a)
     before = (col.store.version, col.info().chunks, top(col, a.chunks[1].index_vector))
 
-    def chunks_then_failure():  # type: ignore[no-untyped-def]
+    def chunks_then_failure() -> Iterator[NewChunk]:
         yield from make_doc("beta " * 40, 4, 2).chunks[:2]
         raise RuntimeError("embedding died half-way")
 
     broken = make_doc("beta " * 40, 4, 2)
+    # deliberately not a list: the chunks fail while the collection reads them
     broken.chunks = chunks_then_failure()  # type: ignore[assignment]
     with pytest.raises(RuntimeError, match="half-way"):
         col.add("b", "B", broken)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from engine.torch_engine import TorchEngine
 from retrieval.collections import CollectionManager
+from retrieval.config import EmbeddingConfig
 from retrieval.embedder import Embedder
 from retrieval.errors import (
     CollectionExists,
@@ -89,7 +91,12 @@ def test_failures_are_reported_and_leave_the_collection_consistent(
 
     real = ingest.index_vectors
 
-    def flaky(cfg, texts, vectors, embed):  # type: ignore[no-untyped-def]
+    def flaky(
+        cfg: EmbeddingConfig,
+        texts: Sequence[str],
+        vectors: np.ndarray,
+        embed: Callable[[Sequence[str]], np.ndarray],
+    ) -> np.ndarray:
         if "EXPLODE" in "".join(texts):
             raise RuntimeError("the embedder fell over")
         return real(cfg, texts, vectors, embed)
