@@ -49,15 +49,32 @@ class BatchRunner:
     def has_work(self) -> bool:
         return bool(
             self.decoding
-            or any(s.cancel.is_set() or (s.prefill is not None and s.prefill.ready) for s in self.prefilling)
+            or any(s.cancel.is_set() or self._can_advance(s) for s in self.prefilling)
             or any(s.write_back is not None and s.write_back.ready for s in self.writing)
         )
 
+    def _can_advance(self, seq: Sequence) -> bool:
+        if seq.prefill is None:
+            return not seq.waits_for & {s.id for s in self.writing}
+        return seq.prefill.ready
+
     def admit(self, seq: Sequence) -> None:
-        """Start the request's prefill; its thread runs freely up to the first layer (the cache fetch)."""
+        """Start the request's prefill, whose thread runs freely up to the first layer (the cache fetch).
+
+        A blended request first waits for the write-backs of requests answered before it was admitted:
+        it then finds the chunk caches they computed (as it would have had they been stored at once)
+        instead of recomputing, and storing again, the same documents. Write-backs come first in each
+        step's budget, so this wait is short; decoding never waits for it.
+        """
+        if seq.blended:
+            seq.waits_for = frozenset(s.id for s in self.writing)
+        self.prefilling.append(seq)
+        if not seq.waits_for:
+            self._start_prefill(seq)
+
+    def _start_prefill(self, seq: Sequence) -> None:
         work = partial(prefill_prompt, self.blender, seq.prompt, seq.blend, seq.salt)
         seq.prefill = PreemptibleTask(work, f"prefill-{seq.id}", self._wake)
-        self.prefilling.append(seq)
 
     def step(self, index: int) -> StepRecord:
         decoded: tuple[int, ...] = ()
@@ -70,15 +87,22 @@ class BatchRunner:
         if self.decoding:
             decoded = tuple(s.id for s in self.decoding)
             self._decode(finished)
-        budget = self._advance_prefills(self.budget, prefilled, finished)
-        self._advance_write_backs(budget, written)
+        budget = self._advance_write_backs(self.budget, written)
+        self._advance_prefills(budget, prefilled, finished)
         return StepRecord(index, decoded, tuple(prefilled), tuple(written), tuple(finished))
 
-    def _advance_prefills(self, budget: int, prefilled: list[tuple[int, int]], finished: list[int]) -> int:
+    def _advance_prefills(self, budget: int, prefilled: list[tuple[int, int]], finished: list[int]) -> None:
         """Oldest first, as long as the step's budget lasts; a finished prefill joins the batch."""
         for seq in list(self.prefilling):
+            if seq.prefill is None and not seq.cancel.is_set():
+                if self._can_advance(seq):
+                    self._start_prefill(seq)  # it fetches on its own thread; computes from next step
+                continue
             task = seq.prefill
-            assert task is not None
+            if task is None:  # cancelled before it started
+                self.prefilling.remove(seq)
+                self.finish(seq, finished)
+                continue
             if seq.cancel.is_set():
                 task.abort()  # its thread ends at its next layer; nobody waits for it
             elif not task.done and task.ready and budget > 0:
@@ -88,7 +112,6 @@ class BatchRunner:
             if seq.cancel.is_set() or task.done:
                 self.prefilling.remove(seq)
                 self._start_decoding(seq, finished)
-        return budget
 
     def _start_decoding(self, seq: Sequence, finished: list[int]) -> None:
         task, seq.prefill = seq.prefill, None
@@ -145,18 +168,18 @@ class BatchRunner:
         """Send the final event; then store the chunk caches the request computed, if it blended."""
         if seq.cancel.is_set():
             seq.state.cancel()
+        result, opts, seq.blend_result = seq.blend_result, seq.blend, None
+        if result is not None and opts is not None:  # counted as writing back before the answer is out
+            work = partial(self.blender.write_back, seq.prompt, result, opts, seq.salt)
+            seq.write_back = PreemptibleTask(work, f"store-{seq.id}", self._wake)
+            self.writing.append(seq)
         seq.emit_finish()
         finished.append(seq.id)
         self.service_s = 0.8 * self.service_s + 0.2 * (time.perf_counter() - seq.state.started)
-        result, opts, seq.blend_result = seq.blend_result, seq.blend, None
-        if result is None or opts is None:
+        if seq.write_back is None:
             seq.sink.end()
-            return
-        work = partial(self.blender.write_back, seq.prompt, result, opts, seq.salt)
-        seq.write_back = PreemptibleTask(work, f"store-{seq.id}", self._wake)
-        self.writing.append(seq)
 
-    def _advance_write_backs(self, budget: int, written: list[tuple[int, int]]) -> None:
+    def _advance_write_backs(self, budget: int, written: list[tuple[int, int]]) -> int:
         for seq in list(self.writing):
             task = seq.write_back
             assert task is not None
@@ -169,6 +192,7 @@ class BatchRunner:
                     log.warning("chunk cache write-back failed: %s", task.error)
                 self.writing.remove(seq)
                 seq.sink.end()
+        return budget
 
     def fail_batch(self, exc: Exception) -> None:
         """After a failed decode step: every decoding request gets the error; the batch is emptied."""

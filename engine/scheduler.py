@@ -3,9 +3,8 @@
 Each step (engine/batch_runner.py): (1) admit waiting requests while the batch has room (decoding plus
 prefilling sequences <= max_batch_size), starting their prefill; (2) drop cancelled requests, freeing
 their batch slot and K/V; (3) one batched forward gives every decoding sequence its next token
-(engine/batch_decode.py); (4) prefill work, oldest request first, up to a budget of
-`prefill_chunk_tokens` tokens through the whole model; (5) chunk-cache write-backs of answered
-blended requests, with whatever budget is left.
+(engine/batch_decode.py); (4) with a budget of `prefill_chunk_tokens` tokens through the whole model,
+first the chunk-cache write-backs of answered blended requests, then prefills, oldest first.
 
 Why a per-step budget over preemptible prefills rather than chunked prefill: a blended prefill
 (CacheBlend's check layer, Cache-Craft's row selection) is not a sequence of independent token chunks,
@@ -14,7 +13,9 @@ runs as a `PreemptibleTask` that pauses at layer boundaries (engine/preemptible.
 layers, the work is bitwise the same as one uninterrupted call, and a long prompt costs each step
 about what a `prefill_chunk_tokens`-token chunk would. Running decodes wait for at most one slice
 per step, and a chunk-cache fetch runs on the task's own thread before its first layer, overlapping
-the decode steps. A write-back starts only after the request's final event is sent.
+the decode steps. A write-back starts only after its request's final event is sent; a blended
+request admitted while write-backs are pending starts its lookup once they are stored, so it reuses
+what they computed (as a one-at-a-time server would let it) instead of recomputing it.
 """
 
 from __future__ import annotations

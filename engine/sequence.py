@@ -27,6 +27,8 @@ class Sequence:
     state: DecodeState
     prefill: PreemptibleTask[Prefilled] | None = None
     write_back: PreemptibleTask[None] | None = None
+    # A blended prefill starts (looks its pieces up) only once these earlier write-backs are stored.
+    waits_for: frozenset[int] = frozenset()
     blend_result: BlendResult | None = None
     next_token: int = -1  # the last sampled token, fed to the next decode step
 

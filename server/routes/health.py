@@ -27,6 +27,10 @@ async def ready(services: ServicesDep) -> JSONResponse:
         return JSONResponse(body, status_code=503)
     queue = {"waiting": services.queue.depth, "running": services.queue.running}
     engine = services.engine
+    stats = engine.stats()
+    if stats is not None:  # a batching engine queues and runs requests itself
+        queue["waiting"] += stats.queue_depth
+        queue["running"] += stats.batch_size + stats.prefilling
     return JSONResponse(
         {"status": "ready", "model": engine.model_name, "engine": engine.name, "queue": queue}
     )

@@ -30,6 +30,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAGBLEND_DATA_DIR": str(tmp),
         "RAGBLEND_NUM_THREADS": "2",
         "RAGBLEND_QUEUE_SIZE": "1",
+        "RAGBLEND_MAX_BATCH_SIZE": "1",  # one request in the batch, one waiting: the third is refused
         "RAGBLEND_MAX_TOKENS_LIMIT": "512",
     }
     with running_server(env, tmp / "server.log") as base:

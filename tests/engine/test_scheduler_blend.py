@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.blend.options import BlendOptions
+from engine.events import FinishEvent, GenerationEvent
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from tests.engine.conftest import SchedulerFactory
@@ -55,3 +56,29 @@ def test_blended_requests_in_a_batch_match_their_runs_alone(
                 c > 0.8 * (len(p) - len(p.pieces[-1].ids)) for c, p in zip(cached, prompts, strict=True)
             )
             assert all(have.final.extra_usage["recomputed_tokens"] > 0 for _, have in got[:3])
+
+
+def test_a_blended_request_reuses_what_an_answered_one_is_still_storing(
+    new_scheduler: SchedulerFactory, engine: TorchEngine
+) -> None:
+    question, docs = musique_docs(11, 2, 40)
+    prompt = engine.build_prompt(question, docs, None)
+    scheduler = new_scheduler(max_batch_size=4, prefill_chunk_tokens=2)
+    first_id, first = submit(scheduler, prompt, PARAMS, CACHEBLEND, "sched-follow")
+    events = first.events()
+    head: list[GenerationEvent] = []
+    for event in events:
+        head.append(event)
+        if isinstance(event, FinishEvent):
+            break
+    assert isinstance(head[-1], FinishEvent) and head[-1].extra_usage["cached_tokens"] == 0
+    # Answered, its documents not yet stored (a small budget makes the write-back take several steps).
+    second_id, second = submit(scheduler, prompt, PARAMS, CACHEBLEND, "sched-follow")
+    assert scheduler.stats().writing_back == 1
+    assert list(events) == []
+    got = drain(second)
+    assert got.final.extra_usage["cached_tokens"] >= len(prompt) - len(prompt.pieces[-1].ids)
+    log = scheduler.step_log()
+    last_store = max(r.index for r in log if any(i == first_id for i, _ in r.written))
+    first_prefill = min(r.index for r in log if any(i == second_id for i, _ in r.prefilled))
+    assert first_prefill > last_store
