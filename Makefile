@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test setup setup-dev model redis lint bench-prefill clean
+.PHONY: serve test setup setup-dev model redis chromium lint bench-prefill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,16 @@ redis:
 		echo "installing redis-server"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
+# The web console's browser tests drive Debian's chromium through Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
 serve: model
 	HF_HUB_OFFLINE=1 $(BIN)/ragblend serve
 
-test: setup-dev redis model
+test: setup-dev redis chromium model
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: setup-dev

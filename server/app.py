@@ -14,7 +14,7 @@ from server.body_limit import BodyLimitMiddleware
 from server.errors import install_error_handlers
 from server.gateway import install_gateway
 from server.retrieval_service import close_collections, open_collections
-from server.routes import collections, documents, generate, health, jobs, metrics, retrieve
+from server.routes import collections, console, documents, generate, health, jobs, metrics, retrieve
 from server.services import Services
 from server.settings import Settings
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(documents.router)
     app.include_router(jobs.router)
     app.include_router(retrieve.router)
+    app.include_router(console.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Keys, rate limits, request ids, metrics, tracing and the OpenAI routes (middleware outside the limit).
     install_gateway(app, services)

@@ -1,8 +1,9 @@
 """Authentication and per-key rate limits, as ASGI middleware in front of every route.
 
-When keys are configured every route needs one except /health and /ready (so /metrics, the API
-docs and the OpenAPI schema do too). The key comes as `Authorization: Bearer <key>` or `X-API-Key`.
-The caller's `Principal` (key name, tenant, server-derived salt) is left in the request state.
+When keys are configured every route needs one except /health, /ready and the web console's static
+page and assets (so /metrics, the API docs and the OpenAPI schema do too). The key comes as
+`Authorization: Bearer <key>` or `X-API-Key`. The caller's `Principal` (key name, tenant,
+server-derived salt) is left in the request state.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from server.errors import error_body
 from server.rate_limit import RateLimiter
 
 PUBLIC_PATHS = frozenset({"/health", "/ready"})
+# The web console's page (`/`) and assets hold no data; the page asks for a key when the API needs one.
+CONSOLE_PATH, CONSOLE_ASSETS = "/", "/console/"
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path == CONSOLE_PATH or path.startswith(CONSOLE_ASSETS)
 
 
 def presented_key(headers: dict[bytes, bytes]) -> str | None:
@@ -39,7 +46,7 @@ class AuthMiddleware:
         self.app, self.keys, self.limiter = app, keys, limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys.enabled or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or not self.keys.enabled or is_public(scope["path"]):
             if scope["type"] == "http":
                 scope.setdefault("state", {})["principal"] = ANONYMOUS
             await self.app(scope, receive, send)

@@ -1,0 +1,42 @@
+// Small DOM and formatting helpers shared by the panels. Text always goes in as text nodes, never as
+// HTML, so document and answer text cannot inject markup.
+
+export function el(tag, attrs = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+export function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+export function formatBytes(n) {
+  if (!Number.isFinite(n) || n < 0) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+export function formatMs(ms) {
+  return Number.isFinite(ms) ? `${ms.toFixed(ms < 10 ? 2 : 1)} ms` : "—";
+}
+
+export function formatPercent(share) {
+  return Number.isFinite(share) ? `${(share * 100).toFixed(1)} %` : "—";
+}
+
+// A <dt>/<dd> list from [label, value, key] rows; the key (optional) names the value for scripts and tests.
+export function fillStats(dl, rows) {
+  dl.replaceChildren(
+    ...rows.flatMap(([label, value, key]) => [
+      el("dt", {}, [label]),
+      el("dd", key ? { "data-key": key } : {}, [value]),
+    ]),
+  );
+}
