@@ -37,6 +37,8 @@ export class AnswerView {
   setState(text, state) {
     this.state.textContent = text;
     this.root.dataset.state = state;
+    // Screen readers read the answer once it is complete rather than token by token.
+    this.text.setAttribute("aria-busy", String(state === "waiting" || state === "streaming"));
   }
 
   showCitations(list) {

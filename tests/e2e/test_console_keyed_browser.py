@@ -116,6 +116,26 @@ def test_keyboard_only_ask_at_phone_width(console: Console, shots: Shots) -> Non
     shots.take(page, "02-keyboard-phone")
 
 
+def test_stop_cancels_a_streaming_answer(console: Console, base: str) -> None:
+    page = console.page
+    page.fill("#ask-max-tokens", "64")
+    page.click("#ask-submit")
+    answer = page.locator("#answer-slot .answer")
+    expect(answer).to_have_attribute("data-state", "streaming", timeout=ANSWER_TIMEOUT_MS)
+    page.click("#stop-button")
+    expect(answer).to_have_attribute("data-state", "failed")
+    expect(page.locator("#ask-error")).to_have_text("Stopped.")
+    expect(page.locator("#ask-submit")).to_be_enabled()
+    # The server let the generation go: nothing keeps running once the stream is closed.
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for _ in range(50):
+        if httpx.get(f"{base}/ready", headers=headers).json()["queue"]["running"] == 0:
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the stopped generation is still running")
+
+
 def test_forgetting_the_key_stops_the_cache_panel_without_prompting(console: Console) -> None:
     page = console.page
     page.click("#forget-key")
