@@ -47,7 +47,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(name: str, payload: dict[str, Any], table: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
-    (RESULTS / f"{name}.md").write_text(table)
+def write_results(name: str, payload: dict[str, Any], table: str, results_dir: Path = RESULTS) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (results_dir / f"{name}.md").write_text(table)
