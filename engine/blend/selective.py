@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -18,6 +19,33 @@ Selector = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
 def causal_mask_for_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
     """Exact causal mask: query row i (at position rows[i]) sees keys at positions <= rows[i] only."""
     return torch.arange(n)[None, :] <= rows[:, None]
+
+
+class RowAttention:
+    """Exact causal attention for a sorted subset of rows, in groups of consecutive rows.
+
+    One masked call over all rows would compute every row against every key and mask half of the
+    rectangle away: twice the work a causal prefill of those rows needs, and attention is about half
+    of the prefill at RAG prompt lengths on a small model. Group g attends only to the keys up to
+    its last row, so the wasted share falls to about 1 / (2 x groups). Masks are built once per
+    prefill and reused by every layer.
+    """
+
+    def __init__(self, rows: torch.Tensor, groups: int = 8, min_rows: int = 32) -> None:
+        n_groups = max(1, min(groups, rows.shape[0] // min_rows))
+        bounds = torch.linspace(0, rows.shape[0], n_groups + 1).round().long().tolist()
+        self.parts: list[tuple[int, int, int, torch.Tensor]] = []
+        for a, b in itertools.pairwise(bounds):
+            if b > a:
+                end = int(rows[b - 1]) + 1
+                self.parts.append((a, b, end, causal_mask_for_rows(rows[a:b], end)))
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q [1, heads, rows, d] for the rows; k, v [1, kv_heads, >= last row + 1, d]."""
+        outs = [
+            attention(q[:, :, a:b], k[:, :, :end], v[:, :, :end], mask=mask) for a, b, end, mask in self.parts
+        ]
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
 @torch.inference_mode()
@@ -49,30 +77,31 @@ def selective_prefill(
     else:
         active = None
         h = model.embed[ids]
-    mask = None if active is None else causal_mask_for_rows(active, n)
+    attend = None if active is None else RowAttention(active)
     for i, layer in enumerate(model.layers):
         q, k, v = layer.project_qkv(h)
         if active is None:
             q, k = apply_rope(q, cos_all, sin_all), apply_rope(k, cos_all, sin_all)
             if i == full_layers - 1 and selector is not None:
                 active = selector(i, q, k, v, kv.k[i][:, :, :n], kv.v[i][:, :, :n])
-                mask = causal_mask_for_rows(active, n)
+                attend = RowAttention(active)
                 kv.write(i, 0, k, v)
-                o = attention(q[:, :, active], k, v, mask=mask)
+                o = attend(q[:, :, active], k, v)
                 h = layer.finish(h[active], o)
                 continue
             kv.write(i, 0, k, v)
             h = layer.finish(h, attention(q, k, v, causal=n > 1))
             if i == full_layers - 1:
                 active = positions
-                mask = causal_mask_for_rows(active, n)
+                attend = RowAttention(active)
             continue
         cos, sin = cos_all[active], sin_all[active]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         kv.k[i][:, :, active] = k
         kv.v[i][:, :, active] = v
         keys, values = kv.view(i, n)
-        h = layer.finish(h, attention(q, keys, values, mask=mask))
+        assert attend is not None
+        h = layer.finish(h, attend(q, keys, values))
     kv.length = n
     assert active is not None and int(active[-1]) == n - 1, "the last position must be recomputed"
     return model.logits(h[-1:])[0], active
