@@ -49,6 +49,7 @@ class Selection:
     iterations: int  # search iterations run (topk: 0)
     scored: int = 0  # combinations the scorer was asked about
     prepare_ms: float = 0.0  # the scorer's per-query preparation, included in search_ms
+    stopped_by: str = ""  # corag: "iterations", "time" (the cap) or "exhausted" (every node expanded)
 
     @property
     def tokens(self) -> int:

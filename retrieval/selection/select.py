@@ -36,6 +36,7 @@ def select_chunks(
     prepared = scorer.prepare(query, candidates) if n else None
     seq: Combination = ()
     iterations = scored = 0
+    stopped_by = ""
     method = config.method
     prepare_ms = (time.perf_counter() - started) * 1000.0
     if prepared is not None and method == "corag":
@@ -43,7 +44,7 @@ def select_chunks(
             budget, config.iterations, config.c, config.lambda_, config.seed, config.time_cap_ms
         )
         result = TreeSearch(prepared, costs, n, params).run()
-        iterations, scored = result.iterations, result.scored
+        iterations, scored, stopped_by = result.iterations, result.scored, result.stopped_by
         if result.best is not None:
             seq = result.best.seq
     if prepared is not None and method == "topk":
@@ -63,4 +64,5 @@ def select_chunks(
         iterations=iterations,
         scored=scored,
         prepare_ms=prepare_ms,
+        stopped_by=stopped_by,
     )

@@ -92,7 +92,7 @@ def test_time_cap_stops_the_search(scorer: EmbeddingScorer) -> None:
     cap = 15.0
     cfg = SelectionConfig(budget=1e6, iterations=2000, time_cap_ms=cap, lambda_=0.0)
     sel = select_chunks(QUERY, cands, scorer, CostModel(), cfg)
-    assert 0 < sel.iterations < 2000
+    assert 0 < sel.iterations < 2000 and sel.stopped_by == "time"
     # the cap is checked between iterations: one expansion (60 children, one batched look-up) may overrun
     assert sel.search_ms - sel.prepare_ms < cap + 50.0
     assert sel.chunks
