@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from engine.batch_decode import decode_step
+from engine.batch_decode import decode_step, decode_weights
 from engine.batch_kv import BatchKV
 from engine.blend.blender import Blender
 from engine.blend.chunk_cache import ChunkCache
@@ -32,6 +32,7 @@ class BatchRunner:
         self, model: LlamaModel, chunk_cache: ChunkCache, cfg: SchedulerConfig, wake: Callable[[], None]
     ) -> None:
         self.model = model
+        decode_weights(model)  # made now, not in the middle of some request's first decode step
         self.blender = Blender(pausing_copy(model), chunk_cache)
         self.batch = BatchKV(model.cfg, model.dtype, cfg.max_batch_size)
         self.budget = cfg.prefill_chunk_tokens * model.cfg.num_layers  # rows x layers per step

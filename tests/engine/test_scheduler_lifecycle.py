@@ -114,3 +114,18 @@ def test_long_prefill_is_interleaved_with_running_decodes(
     scheduler.close()
     rest = outcome(head + list(events))
     assert rest.final.completion_tokens >= 3 + len(prefill_steps)
+
+
+def test_a_failed_prefill_reaches_its_caller_and_the_scheduler_serves_on(
+    new_scheduler: SchedulerFactory, engine: TorchEngine
+) -> None:
+    scheduler = new_scheduler(max_batch_size=2)
+    # Past the model's positions: the forward refuses it (the engine's check_fits would have, earlier).
+    too_long = engine.build_prompt("Summarise.", ["word " * (engine.max_context + 10)], None)
+    assert len(too_long) > engine.max_context
+    _, failing = submit(scheduler, too_long, SamplingParams(max_tokens=4))
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        drain(failing)
+    _, ok = submit(scheduler, engine.build_prompt("Hi!", None, None), SamplingParams(max_tokens=4))
+    assert drain(ok).final.finish_reason in ("stop", "length")
+    assert scheduler.stats().prefilling == 0
