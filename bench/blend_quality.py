@@ -211,22 +211,34 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="3 examples, 6 passages, 16 tokens")
+    parser.add_argument("--name", default="blend_quality", help="results file name (bench/results/NAME.*)")
     args = parser.parse_args()
     if args.quick:
         args.examples, args.passages, args.steps = 3, [6], 16
-    engine = TorchEngine(EngineConfig(model_dir=Settings().model_dir(), num_threads=args.threads))
+    # the server's dtype choice for this machine (remembered in the data dir), not a fresh probe
+    settings = Settings()
+    dtype = settings.engine_config().dtype
+    engine = TorchEngine(EngineConfig(model_dir=settings.model_dir(), dtype=dtype, num_threads=args.threads))
     examples = json.loads((DATA / "musique_dev.json").read_text())[: args.examples]
-    rows = []
+    rows: list[dict] = []
+    text = ""
     for passages in args.passages:
         for i, example in enumerate(examples):
             for row in run_example(engine, example, passages, args.steps, f"{passages}-{i}"):
                 rows.append({**row, "passages": passages, "example": i})
             print(f"{passages} passages, example {i + 1}/{len(examples)} done", flush=True)
-    meta = {"examples": len(examples), "steps": args.steps, "dtype": engine.dtype_name, "machine": machine()}
-    summary = summarize(rows)
-    text = table(summary, meta)
-    write_results("blend_quality", {"meta": meta, "summary": summary, "rows": rows}, text)
-    plot(summary, RESULTS / "blend_quality.png")
+            # written after every example, so an interrupted run still leaves what it measured
+            done = {p: len({r["example"] for r in rows if r["passages"] == p}) for p in args.passages}
+            meta = {
+                "examples": ", ".join(f"{n} at {p} passages" for p, n in done.items() if n),
+                "steps": args.steps,
+                "dtype": engine.dtype_name,
+                "machine": machine(),
+            }
+            summary = summarize(rows)
+            text = table(summary, meta)
+            write_results(args.name, {"meta": meta, "summary": summary, "rows": rows}, text)
+            plot(summary, RESULTS / f"{args.name}.png")
     print(text)
 
 
