@@ -72,3 +72,7 @@ class Engine(ABC):
     def stats(self) -> EngineStats | None:
         """Queue depth, batch size and token counters, for backends that schedule requests."""
         return None
+
+    def close(self) -> None:
+        """Stop the backend's threads at shutdown; requests still running get their final event."""
+        return None

@@ -31,6 +31,12 @@ class Services:
     extras: dict[str, object] = field(default_factory=dict)
 
     def close(self) -> None:
+        """At shutdown, after the server has drained its requests: engine threads, queue, store."""
+        if self.engine is not None:
+            try:
+                self.engine.close()
+            except Exception:  # shutting down must go on whatever the engine says
+                log.exception("engine did not close cleanly")
         self.queue.close()
         if self.store is not None:
             self.store.close()
