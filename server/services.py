@@ -29,10 +29,12 @@ class Services:
     store: ChunkStore | None = None
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     extras: dict[str, object] = field(default_factory=dict)
+    owns_engine: bool = False
 
     def close(self) -> None:
-        """At shutdown, after the server has drained its requests: engine threads, queue, store."""
-        if self.engine is not None:
+        """At shutdown, after the server has drained its requests: the engine's threads (when these
+        services loaded it; an engine handed in belongs to its caller), the queue, the store."""
+        if self.engine is not None and self.owns_engine:
             try:
                 self.engine.close()
             except Exception:  # shutting down must go on whatever the engine says
@@ -48,6 +50,7 @@ class Services:
                 self.store = TieredStore(self.settings.store_config())
                 register_store_metrics(self.store, self.metrics)
             self.engine = create_engine(self.settings.engine, self.settings.engine_config(), self.store)
+            self.owns_engine = True
         except Exception as exc:
             log.exception("engine failed to load")
             self.load_error = f"{type(exc).__name__}: {exc}"
