@@ -17,8 +17,6 @@ import statistics
 import tempfile
 import time
 
-import torch
-
 from bench.common import DATA, RESULTS, machine, write_results
 from bench.kv_store import start_redis
 from cache.config import StoreConfig
@@ -60,8 +58,11 @@ def main() -> None:
     )
     parser.add_argument("--examples", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    model_dir = Settings().model_dir()
+    settings = Settings()
+    model_dir = settings.model_dir()
+    dtype = settings.engine_config().dtype  # the server's remembered choice, not a fresh probe
     examples = json.loads((DATA / "musique_dev.json").read_text())[: args.examples]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +75,9 @@ def main() -> None:
             }
             for tier, cfg in configs.items():
                 store = TieredStore(cfg)
-                engine = TorchEngine(EngineConfig(model_dir=model_dir, num_threads=2), store)
+                engine = TorchEngine(
+                    EngineConfig(model_dir=model_dir, dtype=dtype, num_threads=args.threads), store
+                )
                 prompts = [
                     engine.build_prompt(
                         ex["question"], [f"{c['title']}\n{c['text']}" for c in ex["ctxs"][:6]], None
@@ -89,7 +92,7 @@ def main() -> None:
     lines = [
         "# kv_fetch_ms inside blended requests (6 MuSiQue passages, ~3,700 tokens)",
         "",
-        f"{args.examples} prompts x {args.rounds} rounds, medians; machine {machine()}.",
+        f"{args.examples} prompts x {args.rounds} rounds, medians; dtype {dtype}; machine {machine()}.",
         "",
         "| tier | mode | kv_fetch_ms | TTFT ms | fetch / TTFT |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -120,7 +123,6 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(RESULTS / "kv_fetch.png", dpi=120)
     print("\n".join(lines))
-    torch.set_num_threads(2)
 
 
 if __name__ == "__main__":
