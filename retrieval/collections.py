@@ -111,7 +111,7 @@ class CollectionManager:
 
     def create(self, name: str, config: CollectionConfig) -> CollectionInfo:
         try:
-            check_collection_name(name)
+            check_collection_name(name, stored=True)
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         embedder = self.embedder("query")

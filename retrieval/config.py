@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# A stored name may carry its tenant's tag after a dot (the gateway adds it; clients never send it).
+STORED_COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}(\.[0-9a-f]{16})?$")
 
 ChunkerKind = Literal["fixed", "sentences", "ppl", "margin"]
 ContextMode = Literal["mean", "text"]
@@ -103,9 +105,10 @@ class CollectionConfig(BaseModel):
     index: IndexConfig = Field(default_factory=IndexConfig)
 
 
-def check_collection_name(name: str) -> str:
-    """Collection names double as directory names: lower-case letters, digits, '-' and '_'."""
-    if not COLLECTION_NAME.match(name):
+def check_collection_name(name: str, stored: bool = False) -> str:
+    """Collection names double as directory names: lower-case letters, digits, '-' and '_' (and, for
+    a `stored` name, an optional tenant tag after a dot)."""
+    if not (STORED_COLLECTION_NAME if stored else COLLECTION_NAME).match(name):
         raise ValueError(
             f"invalid collection name {name!r}: use 1-64 characters from a-z, 0-9, '-' and '_', "
             "starting with a letter or digit"

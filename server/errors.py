@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.tenant_salts import tag_of
+
 log = logging.getLogger(__name__)
 
 
@@ -36,10 +38,18 @@ def _describe(errors: list[Any]) -> str:
     return "; ".join(parts)
 
 
+def _public_names(request: Request, message: str) -> str:
+    """The message with the caller's stored collection names (`name.<tenant tag>`) made public."""
+    salt = getattr(getattr(request.state, "principal", None), "salt", "")
+    tag = tag_of(salt) if isinstance(salt, str) else ""
+    return message.replace(f".{tag}", "") if tag else message
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.kind, exc.message), status_code=exc.status, headers=exc.headers)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        message = _public_names(request, exc.message)
+        return JSONResponse(error_body(exc.kind, message), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -16,14 +16,18 @@ log = logging.getLogger(__name__)
 
 
 def chunk_warmup_hook(services: Services) -> ChunksHook:
-    """A hook for `CollectionManager.on_chunks_ingested`. Caches are stored under the default tenant's
-    salt, the one requests without an API key tenant use."""
+    """A hook for `CollectionManager.on_chunks_ingested`. Caches are stored under the salt of the
+    tenant that owns the collection, the one its questions look them up with."""
 
     def warm(collection: str, chunks: Sequence[StoredChunk]) -> None:
         engine = services.engine
         if not services.settings.retrieval_precompute_kv or not isinstance(engine, TorchEngine):
             return
-        report = warm_chunks(engine.blender, engine.build_prompt, [c.text for c in chunks])
+        salt = services.tenant_salts.salt_for(collection)
+        if salt is None:  # the owner's salt is not known to this process: warming would miss anyway
+            log.info("collection %s: owner's salt unknown here; chunk caches left cold", collection)
+            return
+        report = warm_chunks(engine.blender, engine.build_prompt, [c.text for c in chunks], salt)
         log.info(
             "collection %s: %d chunk caches computed (%d tokens, %.2f s), %d already warm",
             collection,

@@ -110,7 +110,7 @@ async def resolve_context(
     default_k = settings.retrieval_selection_candidates if selection else settings.retrieval_default_top_k
     k = top_k if top_k is not None else min(default_k, settings.retrieval_max_top_k)
     started = time.perf_counter()
-    hits = [h for h in await retrieve_chunks(services, collection, query, k) if h.text.strip()]
+    hits = [h for h in await retrieve_chunks(services, collection, query, k, salt) if h.text.strip()]
     retrieve_ms = round((time.perf_counter() - started) * 1000, 3)
     if selection is None or not hits:
         return RagContext([h.text for h in hits], citations_for(hits), retrieve_ms)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, ParamSpec, TypeVar, cast
 
 from fastapi import Depends
@@ -20,6 +21,7 @@ from retrieval.collections import CollectionManager
 from retrieval.errors import ModelUnavailable, RetrievalError
 from retrieval.lm import LanguageModel
 from retrieval.records import RetrievedChunk
+from server.collection_scope import CollectionScope
 from server.deps import ServicesDep
 from server.errors import ApiError
 from server.kv_warmup import chunk_warmup_hook
@@ -92,13 +94,15 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 async def retrieve_chunks(
-    services: Services, collection: str, query: str, top_k: int
+    services: Services, collection: str, query: str, top_k: int, salt: str = ""
 ) -> list[RetrievedChunk]:
-    """The `top_k` chunks of `collection` for `query`, best first; ApiError 404/422/503 on bad input."""
+    """The `top_k` chunks of the caller's `collection` for `query`, best first (the tenant's `salt`
+    scopes the name); ApiError 404/422/503 on bad input."""
     settings = services.settings
     if not 1 <= top_k <= settings.retrieval_max_top_k:
         raise ApiError(422, f"top_k: {top_k} is outside 1..{settings.retrieval_max_top_k}")
     if len(query) > settings.max_query_chars:
         raise ApiError(422, f"query: {len(query)} characters, the limit is {settings.max_query_chars}")
     manager = get_collections(services)
-    return await call(manager.retrieve, collection, query, top_k)
+    hits = await call(manager.retrieve, CollectionScope(salt).storage(collection), query, top_k)
+    return [replace(h, collection=collection) for h in hits]

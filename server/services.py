@@ -15,6 +15,7 @@ from engine.registry import create_engine
 from engine.request_queue import RequestQueue
 from retrieval.collections import CollectionManager
 from server.settings import Settings
+from server.tenant_salts import TenantSalts
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Services:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     extras: dict[str, object] = field(default_factory=dict)
     owns_engine: bool = False
+    tenant_salts: TenantSalts = field(default_factory=TenantSalts)
 
     def close(self) -> None:
         """At shutdown, after the server has drained its requests: the engine's threads (when these

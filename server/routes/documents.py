@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from server.collection_scope import ScopeDep
 from server.deps import ServicesDep
 from server.document_uploads import read_documents
 from server.retrieval_schemas import (
@@ -21,16 +22,16 @@ router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"]
 
 @router.post("", status_code=202, response_model=JobAccepted)
 async def add_documents(
-    name: str, request: Request, services: ServicesDep, manager: CollectionsDep
+    name: str, request: Request, services: ServicesDep, manager: CollectionsDep, scope: ScopeDep
 ) -> JobAccepted:
     """Queue documents for ingestion and answer at once with the job to poll.
 
     Body: JSON `{"text": ..., "name": ...}` or `{"documents": [{"text", "name"}, ...]}`, or a
     multipart/form-data upload of .txt / .md files (UTF-8).
     """
-    await call(manager.collection, name)  # 404 before reading a large body
+    await call(manager.collection, scope.storage(name))  # 404 before reading a large body
     docs = await read_documents(request, services.settings)
-    job = await call(manager.submit_documents, name, docs)
+    job = await call(manager.submit_documents, scope.storage(name), docs)
     return JobAccepted(
         job_id=job.job_id,
         collection=name,
@@ -41,9 +42,9 @@ async def add_documents(
 
 
 @router.get("/{doc_id}", response_model=DocumentDetail)
-async def get_document(name: str, doc_id: str, manager: CollectionsDep) -> DocumentDetail:
+async def get_document(name: str, doc_id: str, manager: CollectionsDep, scope: ScopeDep) -> DocumentDetail:
     """The document's text and its chunks with their offsets."""
-    info, text, chunks = await call(manager.document, name, doc_id)
+    info, text, chunks = await call(manager.document, scope.storage(name), doc_id)
     return DocumentDetail(
         **DocumentSummary(**vars(info)).model_dump(),
         text=text,
@@ -57,7 +58,7 @@ async def get_document(name: str, doc_id: str, manager: CollectionsDep) -> Docum
 
 
 @router.delete("/{doc_id}", response_model=Deleted)
-async def delete_document(name: str, doc_id: str, manager: CollectionsDep) -> Deleted:
+async def delete_document(name: str, doc_id: str, manager: CollectionsDep, scope: ScopeDep) -> Deleted:
     """Remove the document and its chunks from the store and the index."""
-    removed = await call(manager.delete_document, name, doc_id)
+    removed = await call(manager.delete_document, scope.storage(name), doc_id)
     return Deleted(deleted=doc_id, chunks_removed=removed)

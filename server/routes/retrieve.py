@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter
 
+from server.collection_scope import ScopeDep
 from server.deps import ServicesDep
 from server.retrieval_schemas import RetrievedChunkOut, RetrieveRequest, RetrieveResponse
 from server.retrieval_service import retrieve_chunks
@@ -14,9 +15,9 @@ router = APIRouter(prefix="/v1", tags=["retrieve"])
 
 
 @router.post("/retrieve", response_model=RetrieveResponse)
-async def retrieve(body: RetrieveRequest, services: ServicesDep) -> RetrieveResponse:
+async def retrieve(body: RetrieveRequest, services: ServicesDep, scope: ScopeDep) -> RetrieveResponse:
     started = time.perf_counter()
-    hits = await retrieve_chunks(services, body.collection, body.query, body.top_k)
+    hits = await retrieve_chunks(services, body.collection, body.query, body.top_k, scope.salt)
     return RetrieveResponse(
         collection=body.collection,
         chunks=[
