@@ -4,14 +4,16 @@ Two fresh local servers on the embedded model, one after the other, same workloa
 - batched: continuous batching (engine/scheduler.py) with `--batch` sequences at most;
 - one-at-a-time: `RAGBLEND_MAX_BATCH_SIZE=0`, the engine's unbatched path, one request after another.
 Each is driven closed loop by 1, 4, 16 and 64 clients streaming /generate (`--per-client` requests
-each, at least `--min-requests` a level). Requests are MuSiQue questions with `--passages` passages
-each, in the server's default blend mode, on chunk caches warmed by asking every pool question once
-first (as after ingestion). Reported per level: throughput (requests/s and generated tokens/s), TTFT
-and inter-token latency p50 / p90 / p99; and per concurrency the batched / one-at-a-time throughput
-ratio and the batched p99 TTFT relative to its concurrency-1 value.
+each, at least `--min-requests` and at most `--max-requests` a level, never fewer than the clients).
+Requests are MuSiQue questions with `--passages` passages each, in the server's default blend mode,
+on chunk caches warmed by asking every pool question once first (as after ingestion). Reported per
+level: throughput (requests/s and generated tokens/s), TTFT and inter-token latency p50 / p90 / p99;
+and per concurrency the batched / one-at-a-time throughput ratio and the batched p99 TTFT relative to
+its concurrency-1 value.
 
-Rerun (about 10 minutes on two cores):
+Rerun (short answers, about 10 minutes on two cores; long answers, about 15):
     .venv/bin/python -m bench.serve
+    .venv/bin/python -m bench.serve --max-tokens 128 --per-client 4 --name serve_long
 Writes: bench/results/serve.{json,md,png}
 """
 
@@ -42,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=floats, default=[1, 4, 16, 64])
     p.add_argument("--per-client", type=int, default=2, help="requests per client and level")
     p.add_argument("--min-requests", type=int, default=8, help="requests per level at least")
+    p.add_argument(
+        "--max-requests", type=int, default=64, help="requests per level at most (never below the clients)"
+    )
     p.add_argument("--batch", type=int, default=16, help="max_batch_size of the batched server")
     p.add_argument("--passages", type=int, default=2)
     p.add_argument("--pool", type=int, default=16, help="distinct questions")
@@ -75,7 +80,7 @@ async def drive(base: str, scheduler: str, args: argparse.Namespace) -> list[dic
         await settle(client, base)
         rng = random.Random(args.seed)
         for clients in (int(c) for c in args.concurrency):
-            count = max(args.min_requests, clients * args.per_client)
+            count = max(clients, min(args.max_requests, max(args.min_requests, clients * args.per_client)))
             payloads = make_payloads(pool, count, "", rng, args)
             for payload in payloads:
                 payload.pop("blend")
