@@ -50,8 +50,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Closed loop over HTTP (streamed /generate), {cfg['passages']} MuSiQue passages per question "
         f"from a pool of {cfg['pool']}, passage order shuffled, max_tokens {cfg['max_tokens']}, greedy, "
         f"server default blend mode on warm chunk caches; {cfg['per_client']} requests per client "
-        f"(at least {cfg['min_requests']}, at most {cfg.get('max_requests', '-')} a level, never fewer than "
-        "the clients). Batched: max_batch_size {cfg['batch']}. "
+        f"(at least {cfg['min_requests']}, at most {cfg.get('max_requests', 'any number of')} a level, never "
+        f"fewer than the clients). Batched: max_batch_size {cfg['batch']}. "
         f"Each server {cfg['threads']} torch threads. Code {payload['git']}; machine {payload['machine']}.",
         "",
         "Latencies in ms as p50 / p90 / p99.",
