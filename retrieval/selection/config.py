@@ -40,6 +40,9 @@ class SelectionConfig(BaseModel):
     lambda_: float = Field(0.1, ge=0.0, le=100.0, alias="lambda")
     seed: int = Field(0, ge=0)
     time_cap_ms: float = Field(30.0, gt=0, le=MAX_TIME_CAP_MS)
+    # corag: extend the search's pick greedily while the utility rises and the budget allows
+    # (completion.py); it lets a cheap, warm-cache budget be spent without more iterations.
+    complete: bool = True
 
     @model_validator(mode="after")
     def _check_budget(self) -> SelectionConfig:

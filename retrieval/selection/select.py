@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 from retrieval.selection.candidate import Candidate, Selection
+from retrieval.selection.completion import complete_greedily
 from retrieval.selection.config import SelectionConfig
 from retrieval.selection.cost import CostModel
 from retrieval.selection.mcts import BUDGET_SLACK, SearchParams, TreeSearch
@@ -47,6 +48,9 @@ def select_chunks(
         iterations, scored, stopped_by = result.iterations, result.scored, result.stopped_by
         if result.best is not None:
             seq = result.best.seq
+        if config.complete:
+            seq, extra = complete_greedily(prepared, costs, n, seq, budget)
+            scored += extra
     if prepared is not None and method == "topk":
         seq, scored = greedy_topk(prepared, costs, n, budget)
     reward = prepared.score([seq])[0] if prepared is not None and seq else 0.0
