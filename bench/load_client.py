@@ -16,13 +16,14 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 Payload = dict[str, Any]
+Sender = Callable[[httpx.AsyncClient, str, Payload, "RequestRecord"], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -145,8 +146,11 @@ async def open_loop(
     rate: float,
     max_seconds: float,
     seed: int,
+    send: Sender | None = None,
 ) -> list[RequestRecord]:
-    """Send `payloads` at Poisson arrival times of `rate`/s; everything stops after `max_seconds`."""
+    """Send `payloads` at Poisson arrival times of `rate`/s (with `send`, /generate's streaming
+    client by default); everything stops after `max_seconds`."""
+    send = send or stream_generate
     t0 = time.perf_counter()
     deadline = t0 + max_seconds
     records: list[RequestRecord] = []
@@ -157,7 +161,7 @@ async def open_loop(
         await asyncio.sleep(max(0.0, t0 + at - time.perf_counter()))
         rec = RequestRecord(index=i, sent_s=time.perf_counter() - t0)
         records.append(rec)
-        tasks.append(asyncio.create_task(stream_generate(client, url, payload, rec)))
+        tasks.append(asyncio.create_task(send(client, url, payload, rec)))
     await _finish(tasks, records, deadline)
     return records
 

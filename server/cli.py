@@ -89,3 +89,28 @@ def ask(
 
 if __name__ == "__main__":
     app()
+
+
+bench_app = typer.Typer(help="Benchmarks that drive a server (run from a source checkout).")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command(
+    "load",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
+def bench_load(ctx: typer.Context) -> None:
+    """Load test: request rates rising until the latency SLO breaks, per blend mode (bench/load.py;
+    every option is passed through: `ragblend bench load --help` lists them)."""
+    if (Path.cwd() / "bench" / "load.py").is_file() and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # the checkout we run in
+    try:
+        from bench.load import main as load_main
+    except ImportError:
+        typer.echo(
+            "ragblend bench load runs from a source checkout (the bench/ folder is not installed): "
+            "run it from the repository root, or use `python -m bench.load` there",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    load_main(list(ctx.args))
