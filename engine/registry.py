@@ -11,6 +11,7 @@ from engine.config import EngineConfig
 
 _BACKENDS: dict[str, str] = {
     "torch": "engine.torch_engine:TorchEngine",
+    "vllm": "engine.vllm.backend:VllmEngine",  # needs the `vllm` extra
 }
 
 

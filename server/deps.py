@@ -20,6 +20,9 @@ def get_engine(services: Annotated[Services, Depends(get_services)]) -> Engine:
     if services.engine is None:
         reason = services.load_error or "the model is still loading"
         raise ApiError(503, f"not ready: {reason}", "unavailable", headers={"Retry-After": "5"})
+    failure = services.engine.failure()
+    if failure is not None:  # e.g. the vLLM engine process died: refuse at once, never hang
+        raise ApiError(503, f"not ready: {failure}", "unavailable", headers={"Retry-After": "5"})
     return services.engine
 
 

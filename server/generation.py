@@ -11,7 +11,7 @@ from dataclasses import replace
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from engine.base import Engine, PromptTooLong
+from engine.base import Engine, EngineUnavailable, PromptTooLong
 from engine.blend.options import BlendOptions
 from engine.events import FinishEvent, GenerationEvent, TokenEvent
 from engine.prompt import Prompt
@@ -49,6 +49,8 @@ def submit(
         return services.queue.submit(lambda cancel: engine.generate(prompt, params, cancel, blend, salt))
     except QueueFull as exc:
         raise ApiError(503, str(exc), "overloaded", headers={"Retry-After": str(exc.retry_after)}) from exc
+    except EngineUnavailable as exc:
+        raise ApiError(503, str(exc), "unavailable", headers={"Retry-After": "5"}) from exc
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -104,5 +106,7 @@ async def timed_events(job: Job, received: float, timeout_s: float) -> AsyncIter
         raise ApiError(
             504, f"generation exceeded the request timeout of {timeout_s:g} s", "timeout"
         ) from None
+    except EngineUnavailable as exc:  # the backend's engine died under the request
+        raise ApiError(503, str(exc), "unavailable", headers={"Retry-After": "5"}) from exc
     finally:
         job.cancel()

@@ -13,6 +13,7 @@ from cache.config import StoreConfig
 from engine.assets import EMBEDDED_MODEL, resolve_model
 from engine.config import EngineConfig
 from engine.dtype_probe import remembered_dtype
+from engine.vllm.options import VllmOptions
 from server.api_keys import ApiKeySpec
 
 
@@ -48,6 +49,16 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(8, ge=0)
     prefill_chunk_tokens: int = Field(64, gt=0)
     request_timeout_s: float = Field(300.0, gt=0)
+    # --- vLLM backend (RAGBLEND_ENGINE=vllm, the `vllm` extra) ---
+    # paged KV cache in GiB (host memory on CPU), or the GPU memory share vLLM may take
+    vllm_kv_cache_gib: int = Field(1, ge=1)
+    vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
+    vllm_prefix_caching: bool = False  # vLLM's own prefix caching (what mode `prefix` then uses)
+    vllm_enforce_eager: bool = True  # no graph compilation: start-up in seconds, not minutes
+    vllm_max_num_seqs: int = Field(16, ge=1)
+    vllm_reserved_cpus: int = Field(0, ge=0)  # cores vLLM keeps off its CPU worker
+    vllm_start_timeout_s: float = Field(600.0, gt=0)
+    # --- end vLLM backend ---
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -113,4 +124,13 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             queue_size=self.queue_size,
             prefill_chunk_tokens=self.prefill_chunk_tokens,
+            vllm=VllmOptions(
+                kv_cache_gib=self.vllm_kv_cache_gib,
+                gpu_memory_utilization=self.vllm_gpu_memory_utilization,
+                prefix_caching=self.vllm_prefix_caching,
+                enforce_eager=self.vllm_enforce_eager,
+                max_num_seqs=self.vllm_max_num_seqs,
+                reserved_cpus=self.vllm_reserved_cpus,
+                start_timeout_s=self.vllm_start_timeout_s,
+            ),
         )

@@ -82,6 +82,13 @@ class Blender:
         started = time.perf_counter()
         lookups = self.lookup(prompt, salt)
         fetch_ms = (time.perf_counter() - started) * 1000
+        return self.prefill_found(prompt, lookups, opts, capacity, fetch_ms)
+
+    def prefill_found(
+        self, prompt: Prompt, lookups: list[PieceLookup], opts: BlendOptions, capacity: int, fetch_ms: float
+    ) -> BlendResult:
+        """`prefill` with the lookups already done (a caller that first decides whether to blend)."""
+        started = time.perf_counter() - fetch_ms / 1000
         ids = torch.tensor(prompt.ids)
         kv = self.model.new_cache(capacity)
         if opts.mode == "prefix":

@@ -25,6 +25,9 @@ async def ready(services: ServicesDep) -> JSONResponse:
             "error": services.load_error,
         }
         return JSONResponse(body, status_code=503)
+    failure = services.engine.failure()
+    if failure is not None:
+        return JSONResponse({"status": "failed", "error": failure}, status_code=503)
     queue = {"waiting": services.queue.depth, "running": services.queue.running}
     engine = services.engine
     stats = engine.stats()

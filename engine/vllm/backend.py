@@ -1,0 +1,258 @@
+"""RAGBLEND_ENGINE=vllm: vLLM serves the requests (its scheduler, batching and kernels); chunk caches
+are blended beside it and injected through our KV connector.
+
+Where the blend runs, and why: in the serving process, on our own copy of the weights, with the torch
+engine's blend code (engine/blend), handing only the blended K/V to vLLM's worker. The alternative,
+blending inside vLLM's worker on its modules, needs a handle on the worker's model that vLLM's connector
+interface does not give (LMCache patches vLLM for it), and it would run the blend inside vLLM's step,
+stalling every other request of the batch for the blend's duration. Beside vLLM, the blend of one
+request overlaps vLLM's decoding of the others, every reuse mode and the Cache-Craft statistics work
+unchanged, and the chunk store (memory, Redis, disk) stays in the process that owns it. The costs: a
+second copy of the weights (0.5 GB for the embedded model in fp32; on a GPU it would take GPU memory
+unless the blend runs on the CPU) and one pass of the K/V through a shared-memory file, measured in
+bench/results/blend_quality_vllm.* (`handoff_ms`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from hashlib import blake2b
+
+import torch
+from transformers import AutoTokenizer
+from vllm.v1.engine.exceptions import EngineDeadError
+
+from cache.memory_tier import MemoryTier
+from cache.store import ChunkStore
+from engine.base import Engine, EngineUnavailable
+from engine.blend.blender import Blender
+from engine.blend.chunk_cache import ChunkCache
+from engine.blend.options import BlendOptions
+from engine.config import EngineConfig, ModelConfig
+from engine.dtype_probe import resolve_dtype
+from engine.event_sink import EventSink, ThreadSink
+from engine.events import FinishEvent, FinishReason, GenerationEvent, TokenEvent
+from engine.model import LlamaModel
+from engine.prompt import Prompt, PromptBuilder
+from engine.request_queue import Job
+from engine.sampling import SamplingParams
+from engine.vllm.handoff import HandoffDir
+from engine.vllm.options import VllmOptions
+from engine.vllm.prepare import Injection, InjectionPlanner
+from engine.vllm.runtime import VllmRuntime, engine_args
+from engine.vllm.sampling_map import finish_reason, to_vllm
+from engine.weights import model_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def eos_token_ids(cfg: EngineConfig, model_config: ModelConfig, tokenizer: object) -> frozenset[int]:
+    """Every id that ends a sequence: the config's, the tokenizer's and the generation config's."""
+    ids = set(model_config.eos_token_ids)
+    tok_eos = getattr(tokenizer, "eos_token_id", None)
+    if tok_eos is not None:
+        ids.add(int(tok_eos))
+    gen = cfg.model_dir / "generation_config.json"
+    if gen.is_file():
+        eos = json.loads(gen.read_text()).get("eos_token_id")
+        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return frozenset(ids)
+
+
+class VllmEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, cfg: EngineConfig, store: ChunkStore | None = None) -> None:
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        self.cfg = cfg
+        self.options: VllmOptions = cfg.vllm
+        self.model_config = ModelConfig.from_dir(cfg.model_dir)
+        self.dtype_name = resolve_dtype(cfg.dtype)
+        self.max_context = min(
+            cfg.max_context or self.model_config.max_position_embeddings,
+            self.model_config.max_position_embeddings,
+        )
+        self.max_new_tokens_limit = cfg.max_new_tokens_limit
+        self.model_name = cfg.model_dir.name
+        self.tokenizer = AutoTokenizer.from_pretrained(str(cfg.model_dir))
+        self.prompts = PromptBuilder(self.tokenizer)
+        self.eos_ids = eos_token_ids(cfg, self.model_config, self.tokenizer)
+        # Our copy of the weights, for blending only (in vLLM's dtype, so the K/V match its cache).
+        dtype = EngineConfig(cfg.model_dir, dtype=self.dtype_name).torch_dtype
+        self.model = LlamaModel.load(cfg.model_dir, self.model_config, dtype, self.max_context)
+        self.fingerprint = f"{model_fingerprint(cfg.model_dir)}-{self.dtype_name}"
+        self.store = store if store is not None else MemoryTier(cfg.chunk_cache_bytes)
+        self.chunk_cache = ChunkCache(self.store, self.model_config, self.fingerprint, self.dtype_name)
+        self.handoff = HandoffDir(self.options.handoff_dir)
+        self.planner = InjectionPlanner(Blender(self.model, self.chunk_cache), self.handoff)
+        # One blend (or chunk-cache write-back) at a time, off vLLM's client loop.
+        self.blend_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragblend-blend")
+        args = engine_args(
+            cfg.model_dir, self.dtype_name, self.max_context, self.options, str(self.handoff.path)
+        )
+        try:
+            self.runtime = VllmRuntime(args, self.options)
+        except BaseException:
+            self.blend_pool.shutdown(wait=False)
+            self.handoff.close()
+            raise
+        log.info("vLLM backend ready: %s (%s)", self.model_name, self.dtype_name)
+
+    # ---------------- Engine interface ----------------
+
+    def build_prompt(self, query: str, documents: list[str] | None, system: str | None) -> Prompt:
+        return self.prompts.build(query, documents, system)
+
+    def failure(self) -> str | None:
+        return self.runtime.failure()
+
+    def generate(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        cancel: threading.Event | None = None,
+        blend: BlendOptions | None = None,
+        salt: str = "",
+    ) -> Iterator[GenerationEvent]:
+        self.check_fits(prompt, params.max_tokens)
+        self._check_alive()
+        cancel = cancel if cancel is not None else threading.Event()
+        sink = ThreadSink()
+        self.runtime.call(self._serve(prompt, params, blend, salt, sink, cancel))
+        finished = False
+        try:
+            for event in sink.events():
+                finished = finished or isinstance(event, FinishEvent)
+                yield event
+        finally:
+            if not finished:
+                cancel.set()
+
+    def submit_job(
+        self, prompt: Prompt, params: SamplingParams, blend: BlendOptions | None = None, salt: str = ""
+    ) -> Job | None:
+        """vLLM batches requests itself: every request goes straight to it."""
+        self.check_fits(prompt, params.max_tokens)
+        self._check_alive()
+        job = Job(None, asyncio.get_running_loop())
+        self.runtime.call(self._serve(prompt, params, blend, salt, job, job.cancelled))
+        return job
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.blend_pool.shutdown(wait=True)
+        self.handoff.close()
+
+    # ---------------- one request, on vLLM's client loop ----------------
+
+    def _check_alive(self) -> None:
+        reason = self.failure()
+        if reason is not None:
+            raise EngineUnavailable(reason)
+
+    def _cache_salt(self, blend: BlendOptions | None, injection: Injection, salt: str) -> str | None:
+        """vLLM's prefix cache must never hand blended (approximate) blocks to another request, nor one
+        tenant's blocks to another: blended requests get a salt of their own, others their tenant's."""
+        if not self.options.prefix_caching:
+            return None
+        if injection.spec is not None:
+            return f"blend-{uuid.uuid4().hex}"
+        return "tenant-" + blake2b(salt.encode(), digest_size=16).hexdigest()
+
+    async def _serve(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        blend: BlendOptions | None,
+        salt: str,
+        sink: EventSink,
+        cancel: threading.Event,
+    ) -> None:
+        started = time.perf_counter()
+        injection = Injection(None)
+        try:
+            if blend is not None and blend.mode == "prefix" and self.options.prefix_caching:
+                blend = None  # vLLM's own prefix caching is the prefix mode then
+            injection = await asyncio.get_running_loop().run_in_executor(
+                self.blend_pool, self.planner.plan, prompt, blend, salt
+            )
+            await self._stream(prompt, params, blend, salt, sink, cancel, injection, started)
+        except (EngineDeadError, EngineUnavailable) as exc:
+            sink.put(EngineUnavailable(f"the vLLM engine is not serving: {exc}"))
+        except Exception as exc:  # delivered to the request; the backend serves on
+            log.exception("vLLM request failed")
+            sink.put(exc)
+        finally:
+            sink.end()
+            self.handoff.discard(injection.spec)
+            if injection.write_back is not None:
+                self.blend_pool.submit(_logged, injection.write_back)
+
+    async def _stream(
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        blend: BlendOptions | None,
+        salt: str,
+        sink: EventSink,
+        cancel: threading.Event,
+        injection: Injection,
+        started: float,
+    ) -> None:
+        request_id = uuid.uuid4().hex
+        vllm_prompt: dict[str, object] = {"prompt_token_ids": prompt.ids}
+        cache_salt = self._cache_salt(blend, injection, salt)
+        if cache_salt is not None:
+            vllm_prompt["cache_salt"] = cache_salt
+        sp = to_vllm(params, self.eos_ids, injection.spec)
+        text, completion, vllm_cached = "", 0, 0
+        first_token_at: float | None = None
+        reason: FinishReason | None = None
+        async for out in self.runtime.generate(request_id, vllm_prompt, sp):
+            if cancel.is_set():
+                await self.runtime.abort(request_id)
+                reason = "cancelled"
+                break
+            choice = out.outputs[0]
+            for i, token in enumerate(choice.token_ids):
+                first_token_at = first_token_at or time.perf_counter()
+                sink.put(TokenEvent(choice.text if i == 0 else "", int(token)))
+            text += choice.text
+            completion += len(choice.token_ids)
+            vllm_cached = out.num_cached_tokens or vllm_cached
+            if out.finished:
+                reason = finish_reason(choice.finish_reason)
+        now = time.perf_counter()
+        ttft = ((first_token_at or now) - started) * 1000
+        cached = injection.cached_tokens
+        if blend is None or blend.mode == "prefix":  # what vLLM's own prefix cache served counts too
+            cached = max(cached, vllm_cached)
+        timings = dict(injection.timings)
+        timings["prefill_ms"] = ttft - timings.get("kv_fetch_ms", 0.0)
+        sink.put(
+            FinishEvent(
+                text=text,
+                finish_reason=reason or "cancelled",
+                prompt_tokens=len(prompt),
+                completion_tokens=completion,
+                ttft_ms=ttft,
+                total_ms=(now - started) * 1000,
+                extra_usage={"cached_tokens": cached, "recomputed_tokens": injection.recomputed_tokens},
+                extra_timings=timings,
+            )
+        )
+
+
+def _logged(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # a failed write-back only costs a later recompute
+        log.exception("chunk-cache write-back failed")

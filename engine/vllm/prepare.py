@@ -1,0 +1,106 @@
+"""What a request hands vLLM: the prompt rows whose K/V come from chunk caches, blended beside vLLM.
+
+The blend runs in the serving process on our own copy of the weights, with the same code as the
+torch engine (engine/blend), and only the resulting K/V travel to vLLM (engine/vllm/handoff.py).
+Per mode:
+
+- full: nothing; vLLM prefills the prompt (with its own prefix caching when that is switched on).
+- prefix: the leading pieces whose caches were computed after exactly the same tokens are injected
+  as they are; vLLM prefills from the first miss on.
+- reuse, cacheblend, cachecraft: the blender prefills the whole prompt over the placed chunk caches
+  (recomputing what the mode says) and every row but the last is injected. With no cached piece at
+  all there is nothing to blend, and vLLM's own prefill (faster than ours) does the work instead.
+
+vLLM always computes the last prompt token itself, which gives it the first output's logits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from engine.blend.blender import Blender, PieceLookup
+from engine.blend.options import BlendOptions
+from engine.blend.placement import place_entry
+from engine.kv_cache import KVCache
+from engine.prompt import Prompt
+from engine.vllm.handoff import HandoffDir, HandoffSpec
+
+
+@dataclass
+class Injection:
+    """The handoff of one request (None: vLLM computes everything) and what to report about it."""
+
+    spec: HandoffSpec | None
+    cached_tokens: int = 0
+    recomputed_tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    # stores what this request taught the chunk cache; run after the answer, never before it
+    write_back: Callable[[], None] | None = None
+
+
+class InjectionPlanner:
+    """Blends (or looks up) a prompt and writes the handoff. One request at a time: the caller
+    serializes calls (the blender is not thread-safe)."""
+
+    def __init__(self, blender: Blender, handoff: HandoffDir) -> None:
+        self.blender = blender
+        self.handoff = handoff
+
+    def plan(self, prompt: Prompt, opts: BlendOptions | None, salt: str) -> Injection:
+        if opts is None or not opts.reuses:
+            return Injection(None)
+        started = time.perf_counter()
+        lookups = self.blender.lookup(prompt, salt)
+        fetch_ms = (time.perf_counter() - started) * 1000
+        missing = [lk for lk in lookups if lk.exact is None and lk.base is None]
+        store_missing = self._store_missing(prompt, missing, salt)
+        if opts.mode == "prefix":
+            return self._prefix(prompt, lookups, fetch_ms, store_missing)
+        if len(missing) == len(lookups):
+            return Injection(None, timings={"kv_fetch_ms": fetch_ms}, write_back=store_missing)
+        n = len(prompt)
+        result = self.blender.prefill_found(prompt, lookups, opts, n, fetch_ms)
+        blended = time.perf_counter()
+        spec = self.handoff.write(result.kv, n - 1)
+        timings = {
+            "kv_fetch_ms": fetch_ms,
+            "blend_ms": result.prefill_ms,
+            "handoff_ms": (time.perf_counter() - blended) * 1000,
+        }
+
+        def write_back() -> None:
+            self.blender.write_back(prompt, result, opts, salt)
+
+        return Injection(spec, result.cached_tokens, result.recomputed_tokens, timings, write_back)
+
+    def _prefix(
+        self, prompt: Prompt, lookups: list[PieceLookup], fetch_ms: float, store_missing: Callable[[], None]
+    ) -> Injection:
+        placed = time.perf_counter()
+        reused = 0
+        exact = []
+        for lk in lookups:
+            if lk.exact is None:
+                break
+            exact.append(lk)
+            reused = lk.end
+        timings = {"kv_fetch_ms": fetch_ms}
+        tokens = min(reused, len(prompt) - 1)
+        if tokens <= 0:
+            return Injection(None, timings=timings, write_back=store_missing)
+        model = self.blender.model
+        kv = KVCache(model.cfg, reused, model.dtype)
+        for lk in exact:
+            assert lk.exact is not None
+            place_entry(kv, model.rope, lk.exact.k, lk.exact.v, lk.exact.start, lk.start)
+        spec = self.handoff.write(kv, tokens)
+        timings["handoff_ms"] = (time.perf_counter() - placed) * 1000
+        return Injection(spec, reused, 0, timings, store_missing)
+
+    def _store_missing(self, prompt: Prompt, missing: list[PieceLookup], salt: str) -> Callable[[], None]:
+        def store() -> None:
+            self.blender.cache.put_many(self.blender.precompute(prompt, missing, salt))
+
+        return store
