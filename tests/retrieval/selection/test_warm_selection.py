@@ -33,7 +33,13 @@ def test_warm_cache_admits_combinations_that_cold_cannot_afford(embedder: Embedd
     assert len(after.chunks) > 2 and after.cost <= 320
     assert after.tokens > cfg.budget  # more prompt tokens than the budget: only warm chunks allow it
     assert model.costs(cold).of(after.indices) > cfg.budget  # unaffordable cold
-    assert after.reward > before.reward
+    if method == "corag":
+        # every cold-affordable pick is still affordable warm, so the search can only do better
+        assert after.reward > before.reward
+    else:
+        # top-k fills in the same ranking order, so the cold pick leads the warm one; it does not
+        # weigh the utility, which the distraction penalty lowers for the low-relevance chunks added
+        assert after.indices[: len(before.indices)] == before.indices
 
 
 def test_search_prefers_the_warm_one_of_equals(embedder: Embedder) -> None:
