@@ -54,7 +54,7 @@ chromium:
 serve: model
 	HF_HUB_OFFLINE=1 $(BIN)/ragblend serve
 
-test: setup-dev setup-vllm redis chromium model
+test: setup-dev redis chromium model
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: setup-dev
