@@ -87,6 +87,10 @@ def ask(
             )
 
 
+if __name__ == "__main__":
+    app()
+
+
 bench_app = typer.Typer(help="Benchmarks that drive a server (run from a source checkout).")
 app.add_typer(bench_app, name="bench")
 
@@ -102,9 +106,7 @@ def bench_load(ctx: typer.Context) -> None:
         sys.path.insert(0, str(Path.cwd()))  # the checkout we run in
     try:
         from bench.load import main as load_main
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("bench", "bench.load"):
-            raise  # a dependency of the benchmark is missing: its own message says which
+    except ImportError:
         typer.echo(
             "ragblend bench load runs from a source checkout (the bench/ folder is not installed): "
             "run it from the repository root, or use `python -m bench.load` there",
@@ -112,8 +114,3 @@ def bench_load(ctx: typer.Context) -> None:
         )
         raise typer.Exit(2) from None
     load_main(list(ctx.args))
-
-
-# Last, so that every command above (the bench sub-app included) is registered when run as a module.
-if __name__ == "__main__":
-    app()
