@@ -6,38 +6,35 @@ questions are asked with `collection` + `top_k`, drawn with Zipf-skewed populari
 chunks recur, in the order retrieval ranks them. Workload `musique`: each question with its passages
 inline, shuffled per request (see bench/loadtest.py).
 
-For each mode (one fresh local server each, all started together, or `--url`), after a warm-up,
-rates start at `--start-rate` and double (or follow `--rates`); a level sends Poisson arrivals for
-`--level-seconds` and waits for its answers (bounded). By default the levels are interleaved: level 1
-of every mode, then level 2 of every mode, so that other work on a shared machine weighs on all
-modes alike. The SLO holds when p99 TTFT <= `--slo-ttft-ms`, every inter-token gap of at least
-`--attainment` of the requests <= `--slo-itl-ms`, and nothing failed. A mode stops at its first
-level that breaks it, and every mode after `--max-levels`: the sustained rate of a mode is the
-highest level that held. Streams /generate, or /v1/chat/completions with `--endpoint openai`.
+For each mode (one fresh local server each, or `--url`), after a warm-up, rates start at
+`--start-rate` and double; a level sends Poisson arrivals for `--level-seconds` and waits for its
+answers (bounded). The SLO holds when p99 TTFT <= `--slo-ttft-ms`, every inter-token gap of at least
+`--attainment` of the requests <= `--slo-itl-ms`, and nothing failed. The sweep stops at the first
+level that breaks it, or after `--max-levels`: the sustained rate of a mode is the highest level
+that held. Streams /generate, or /v1/chat/completions with `--endpoint openai`.
 
-Rerun: the command is in the results' markdown. Writes: bench/results/<name>.{json,md,png}
+Rerun (the committed results; about 25 minutes on two cores):
+    .venv/bin/python -m bench.load            (or: ragblend bench load)
+Writes: bench/results/<name>.{json,md,png}
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import random
 import shlex
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, machine, write_results
+from bench.common import DATA, RESULTS, machine, write_results
 from bench.load_client import Payload, RequestRecord, Sender, open_loop, stream_generate
 from bench.load_openai import stream_chat
-from bench.load_squad import ingest, squad_payloads, squad_pool
 from bench.load_stats import Slo, kv_hit_rates, summarize, without_nan
 from bench.load_sweep_report import markdown, plot, sustained
 from bench.loadtest import (
@@ -51,6 +48,8 @@ from bench.loadtest import (
     settle,
 )
 
+COLLECTION = "load-squad"
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,12 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start-rate", type=float, default=0.25, help="requests/s of the first level")
     p.add_argument("--rates", type=floats, default=[], help="explicit rates instead of doubling")
     p.add_argument("--max-levels", type=int, default=6)
-    p.add_argument(
-        "--order",
-        choices=("interleaved", "by-mode"),
-        default="interleaved",
-        help="interleaved: each level runs every mode in turn; by-mode: one mode after another",
-    )
     p.add_argument("--level-seconds", type=float, default=40.0, help="arrivals last this long")
     p.add_argument("--slo-ttft-ms", type=float, default=2000.0)
     p.add_argument("--slo-itl-ms", type=float, default=1000.0)
@@ -79,8 +72,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--zipf", type=float, default=1.1)
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--settle-seconds", type=float, default=3.0,
-                   help="before a level, chunk-cache writes must have held still this long")  # fmt: skip
     p.add_argument("--threads", type=int, default=2, help="torch threads of a local server")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="load_sweep")
@@ -88,6 +79,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.shuffle, args.prewarm = True, True  # what loadtest's helpers read
     return args
+
+
+def squad_pool(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The paragraphs to ingest and the answerable questions about them."""
+    paragraphs: list[str] = []
+    asked: list[str] = []
+    for article in json.loads((DATA / "squad_v2_dev_subset.json").read_text())["data"]:
+        for para in article["paragraphs"]:
+            if args.paragraphs and len(paragraphs) >= args.paragraphs:
+                break
+            paragraphs.append(para["context"])
+            asked += [qa["question"] for qa in para["qas"] if not qa["is_impossible"]]
+    return paragraphs, asked[: args.pool] if args.pool else asked
+
+
+async def ingest(client: httpx.AsyncClient, base: str, paragraphs: list[str], timeout_s: float = 900) -> None:
+    """Create the collection (or reuse it) and ingest the paragraphs, waiting for every job."""
+    r = await client.post(f"{base}/v1/collections", json={"name": COLLECTION})
+    if r.status_code == 409:
+        return  # already ingested on this server
+    r.raise_for_status()
+    jobs = []
+    for first in range(0, len(paragraphs), 32):
+        docs = [{"text": t, "name": f"p{first + i}"} for i, t in enumerate(paragraphs[first : first + 32])]
+        r = await client.post(f"{base}/v1/collections/{COLLECTION}/documents", json={"documents": docs})
+        r.raise_for_status()
+        jobs.append(r.json()["job_id"])
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    for job in jobs:
+        while True:
+            state = (await client.get(f"{base}/v1/jobs/{job}")).json()
+            if state["state"] == "succeeded":
+                break
+            if state["state"] == "failed" or asyncio.get_running_loop().time() > deadline:
+                raise SystemExit(f"ingestion job {job} did not succeed: {state}")
+            await asyncio.sleep(1.0)
+
+
+def squad_payloads(asked: list[str], count: int, mode: str, rng: random.Random, args: Any) -> list[Payload]:
+    weights = [1 / (rank + 1) ** args.zipf for rank in range(len(asked))]
+    return [
+        {"query": q, "collection": COLLECTION, "top_k": args.top_k, "max_tokens": args.max_tokens,
+         "blend": {"mode": mode}}
+        for q in rng.choices(asked, weights=weights, k=count)
+    ]  # fmt: skip
 
 
 async def served_model(client: httpx.AsyncClient, base: str) -> str:
@@ -113,111 +149,68 @@ def breaks_slo(summary: dict[str, Any], args: argparse.Namespace) -> str | None:
     return None
 
 
-@dataclass
-class Target:
-    """One blend mode on its server, ready to be loaded: where to send, what, and how."""
-
-    mode: str
-    base: str
-    url: str
-    send: Sender
-    draw: Callable[[int], list[Payload]]
-
-
-async def prepare(client: httpx.AsyncClient, base: str, mode: str, args: argparse.Namespace) -> Target:
-    """Ingest the workload's collection (squad), then warm the server up with a few requests."""
-    rng = random.Random(args.seed)  # the same seed per mode: every mode is asked the same questions
-    if args.workload == "squad":
-        paragraphs, asked = squad_pool(args)
-        await ingest(client, base, paragraphs)
-
-        def draw_plain(count: int) -> list[Payload]:
-            return squad_payloads(asked, count, mode, rng, args)
-    else:
-        pool = questions(args.pool or 16)
-
-        def draw_plain(count: int) -> list[Payload]:
-            return make_payloads(pool, count, mode, rng, args)
-
-    model = await served_model(client, base) if args.endpoint == "openai" else None
-
-    def draw(count: int) -> list[Payload]:
-        return with_model(draw_plain(count), model)
-
-    openai = args.endpoint == "openai"
-    target = Target(mode, base, f"{base}/v1/chat/completions" if openai else f"{base}/generate",
-                    stream_chat if openai else stream_generate, draw)  # fmt: skip
-    for payload in draw(args.warmup):
-        rec = RequestRecord(index=-1)
-        await target.send(client, target.url, payload, rec)
-        if not rec.ok:
-            raise SystemExit(f"warm-up request failed ({mode}): {rec.error}")
-    await settle(client, base, quiet_s=args.settle_seconds)
-    return target
-
-
-async def run_level(
-    client: httpx.AsyncClient, target: Target, rate: float, index: int, args: argparse.Namespace
-) -> dict[str, Any]:
-    payloads = target.draw(max(4, math.ceil(rate * args.level_seconds)))
-    before = await scrape(client, target.base)
-    start = asyncio.get_running_loop().time()
-    # arrivals within level_seconds; answers may take up to three times that before they count as
-    # failures, so an overloaded level ends by itself
-    records = await open_loop(
-        client, target.url, payloads, rate, args.level_seconds * 4, args.seed + index, target.send
-    )
-    wall = asyncio.get_running_loop().time() - start
-    summary = summarize(records, wall, Slo(args.slo_ttft_ms, args.slo_itl_ms))
-    broke = breaks_slo(summary, args)
-    level = {"mode": target.mode, "rate": rate, "summary": summary, "slo_broken": broke,
-             "kv_hit_rates": kv_hit_rates(before, await scrape(client, target.base))}  # fmt: skip
-    print(f"{target.mode} {rate:g} req/s: {summary['completed']}/{summary['sent']} ok, TTFT p50 "
-          f"{summary['ttft_ms']['p50']:.0f} p99 {summary['ttft_ms']['p99']:.0f} ms, "
-          f"{'SLO broken: ' + broke if broke else 'SLO held'}", flush=True)  # fmt: skip
-    return level
-
-
-def schedule(modes: list[str], levels: int, order: str) -> list[tuple[str, int]]:
-    """(mode, level index) in the order they run. Interleaved: each level runs every mode in turn,
-    starting one mode later each level, so a busy spell on a shared machine hits all modes alike."""
-    if order == "by-mode":
-        return [(m, i) for m in modes for i in range(levels)]
-    return [(modes[(i + k) % len(modes)], i) for i in range(levels) for k in range(len(modes))]
-
-
-async def sweep(bases: dict[str, str], args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Each mode's levels, in `args.order`, a mode dropping out at the first level that breaks the SLO."""
+async def sweep_mode(base: str, mode: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     headers = {"authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    send: Sender = stream_chat if args.endpoint == "openai" else stream_generate
+    url = f"{base}/v1/chat/completions" if args.endpoint == "openai" else f"{base}/generate"
+    slo = Slo(args.slo_ttft_ms, args.slo_itl_ms)
+    rng = random.Random(args.seed)
     timeout = httpx.Timeout(args.level_seconds * 4 + 60, connect=10)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-    rates = (args.rates or [args.start_rate * 2**i for i in range(args.max_levels)])[: args.max_levels]
     levels: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits) as client:
-        targets = {mode: await prepare(client, base, mode, args) for mode, base in bases.items()}
-        broken: set[str] = set()
-        for mode, i in schedule(list(bases), len(rates), args.order):
-            if mode in broken:
-                continue
-            level = await run_level(client, targets[mode], rates[i], i, args)
-            levels.append(level)
-            if len(targets) > 1:
-                # chunk caches written after this level's answers must not load another mode's level
-                await settle(client, targets[mode].base, quiet_s=args.settle_seconds)
-            if level["slo_broken"]:
-                broken.add(mode)
+        if args.workload == "squad":
+            paragraphs, asked = squad_pool(args)
+            await ingest(client, base, paragraphs)
+
+            def draw(count: int) -> list[Payload]:
+                return squad_payloads(asked, count, mode, rng, args)
+        else:
+            pool = questions(args.pool or 16)
+
+            def draw(count: int) -> list[Payload]:
+                return make_payloads(pool, count, mode, rng, args)
+
+        model = await served_model(client, base) if args.endpoint == "openai" else None
+        for payload in with_model(draw(args.warmup), model):
+            rec = RequestRecord(index=-1)
+            await send(client, url, payload, rec)
+            if not rec.ok:
+                raise SystemExit(f"warm-up request failed: {rec.error}")
+        await settle(client, base)
+        rates = args.rates or [args.start_rate * 2**i for i in range(args.max_levels)]
+        for i, rate in enumerate(rates[: args.max_levels]):
+            payloads = with_model(draw(max(4, math.ceil(rate * args.level_seconds))), model)
+            before = await scrape(client, base)
+            start = asyncio.get_running_loop().time()
+            # arrivals within level_seconds; answers may take up to three times that before they count as
+            # failures, so an overloaded level ends by itself
+            records = await open_loop(
+                client, url, payloads, rate, args.level_seconds * 4, args.seed + i, send
+            )
+            wall = asyncio.get_running_loop().time() - start
+            summary = summarize(records, wall, slo)
+            broke = breaks_slo(summary, args)
+            levels.append({"mode": mode, "rate": rate, "summary": summary, "slo_broken": broke,
+                           "kv_hit_rates": kv_hit_rates(before, await scrape(client, base))})  # fmt: skip
+            print(f"{mode} {rate:g} req/s: {summary['completed']}/{summary['sent']} ok, TTFT p50 "
+                  f"{summary['ttft_ms']['p50']:.0f} p99 {summary['ttft_ms']['p99']:.0f} ms, "
+                  f"{'SLO broken: ' + broke if broke else 'SLO held'}", flush=True)  # fmt: skip
+            if broke:
+                break
     return levels
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if args.url:
-        levels = asyncio.run(sweep({mode: args.url.rstrip("/") for mode in modes}, args))
-    else:
-        with ExitStack() as servers:  # one fresh server per mode, all up at once for interleaving
-            bases = {mode: servers.enter_context(local_target(args)) for mode in modes}
-            levels = asyncio.run(sweep(bases, args))
+    levels: list[dict[str, Any]] = []
+    for mode in modes:
+        if args.url:
+            levels += asyncio.run(sweep_mode(args.url.rstrip("/"), mode, args))
+        else:
+            with local_target(args) as base:
+                levels += asyncio.run(sweep_mode(base, mode, args))
     argv_list = sys.argv[1:] if argv is None else argv
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "api_key"}
     payload = {

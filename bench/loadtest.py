@@ -111,15 +111,15 @@ async def scrape(client: httpx.AsyncClient, base: str) -> dict[str, float]:
         return {}
 
 
-async def settle(client: httpx.AsyncClient, base: str, timeout_s: float = 180, quiet_s: float = 3) -> None:
-    """Wait until the server stops writing chunk caches (its write counters hold for `quiet_s`)."""
+async def settle(client: httpx.AsyncClient, base: str, timeout_s: float = 180) -> None:
+    """Wait until the server stops writing chunk caches (its write counters hold for 3 s)."""
     deadline = time.monotonic() + timeout_s
     last, stable_since = None, time.monotonic()
     while time.monotonic() < deadline:
         writes = sum(v for k, v in (await scrape(client, base)).items() if k.startswith("writes/"))
         if writes != last:
             last, stable_since = writes, time.monotonic()
-        elif time.monotonic() - stable_since >= quiet_s:
+        elif time.monotonic() - stable_since >= 3:
             return
         await asyncio.sleep(0.5)
 
