@@ -9,6 +9,7 @@ that died, so the server can refuse requests with a 503 instead of waiting on a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Coroutine
@@ -101,8 +102,18 @@ class VllmRuntime:
             await self.llm.abort(request_id)
 
     def close(self) -> None:
-        if self.llm is not None:
-            self.llm.shutdown()
-            self.llm = None
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):  # shutting down goes on whatever vLLM says
+                self.call(self._stop()).result(timeout=60)
+        self.llm = None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+
+    async def _stop(self) -> None:
+        """Stop vLLM from its own loop, then let its client tasks finish their cancellation there."""
+        if self.llm is not None:
+            self.llm.shutdown()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
