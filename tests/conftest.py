@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,6 +17,12 @@ from engine.torch_engine import TorchEngine
 from server.settings import Settings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # A vLLM test without vLLM must fail, not wait for a backend that can never start (or be skipped).
+    if item.get_closest_marker("vllm") and importlib.util.find_spec("vllm") is None:
+        pytest.fail("this test needs the vllm extra: `make test` runs it in .venv-vllm", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ import pytest
 
 from tests.e2e.server_process import running_server
 
+pytestmark = pytest.mark.vllm
+
 DOCS = [
     "The Amazon River in South America is the largest river by discharge volume of water in the world.",
     "The Nile is a major north-flowing river in northeastern Africa, flowing into the Mediterranean Sea.",

@@ -31,6 +31,8 @@ from tests.engine.vllm.vllm_fixtures import (
     torch_greedy_text,
 )
 
+pytestmark = pytest.mark.vllm
+
 STEPS = 24
 QUALITY_STEPS = 32
 
