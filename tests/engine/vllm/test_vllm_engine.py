@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 import threading
 from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,7 +21,6 @@ from engine.events import FinishEvent
 from engine.prompt import Prompt
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
-from engine.vllm.backend import VllmEngine
 from tests.engine.vllm.vllm_fixtures import (
     VLLM_OPTIONS,
     backend_greedy,
@@ -32,6 +32,9 @@ from tests.engine.vllm.vllm_fixtures import (
 )
 
 pytestmark = pytest.mark.vllm
+
+if TYPE_CHECKING:  # vLLM is imported by the fixture, so the module collects without it
+    from engine.vllm.backend import VllmEngine
 
 STEPS = 24
 QUALITY_STEPS = 32
@@ -58,6 +61,8 @@ def backend(engine: TorchEngine, plain: dict[int, list[list[int]]]) -> Iterator[
         max_context=4096,
         vllm=VLLM_OPTIONS,
     )
+    from engine.vllm.backend import VllmEngine
+
     backend = VllmEngine(cfg)
     yield backend
     backend.close()
