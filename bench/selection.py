@@ -31,6 +31,7 @@ import argparse
 import os
 import time
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 from bench.common import RESULTS, machine, write_results
@@ -48,7 +49,7 @@ from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from retrieval.selection import Candidate, CostModel, SelectionConfig, select_chunks
 from retrieval.selection.embedding_scorer import EmbeddingScorer
-from retrieval.selection.speed import measure_prefill_tokens_per_s
+from retrieval.selection.speed import measure_prefill_speed
 from server.settings import Settings
 
 METHODS = ("topk", "corag", "topk-aware", "corag-aware")
@@ -146,18 +147,19 @@ def main() -> None:
     examples = squad(args.squad, engine, embedder, args.dev) + musique(
         args.musique, engine, embedder, args.dev
     )
-    speed = measure_prefill_tokens_per_s(engine.model, 1024, rounds=2)
+    speed = measure_prefill_speed(engine.model, 256, 1024, rounds=2)
     opts = BlendOptions()
     share = (opts.check_layer + 1) / engine.model_config.num_layers if opts.mode == "cacheblend" else 0.0
     models = {
-        "cold": CostModel("full", tokens_per_s=speed),
-        "warm": CostModel(opts.mode, opts.ratio, share, speed),
+        "cold": CostModel("full", tokens_per_s=speed.tokens_per_s, pair_s=speed.pair_s),
+        "warm": CostModel(opts.mode, opts.ratio, share, speed.tokens_per_s, speed.pair_s),
     }
     methods = [m for m in args.methods.split(",") if m]
     if unknown := set(methods) - set(METHODS):
         raise SystemExit(f"--methods: unknown {sorted(unknown)}; choose from {METHODS}")
     meta: dict[str, Any] = {
-        "machine": machine(), "tokens_per_s": speed, "mode": opts.mode, "ratio": opts.ratio,
+        "machine": machine(), "tokens_per_s": speed.tokens_per_s, "pair_s": speed.pair_s,
+        "mode": opts.mode, "ratio": opts.ratio,
         "config": SelectionConfig().model_dump(), "distraction": args.scorer.distraction,
         "max_tokens": args.max_tokens, "repeats": args.repeats, "dev": args.dev, "methods": methods,
         "warm_s": 0.0,
@@ -166,12 +168,20 @@ def main() -> None:
     for k, ex in enumerate(examples):
         report = warm_chunks(engine.blender, engine.build_prompt, [c.text for c in ex.cands])
         meta["warm_s"] += report.seconds
+        # the rows around the documents: their attention to the chunks counts in a chunk's cost
+        pieces = engine.build_prompt(ex.question, [], None).pieces
+        shape = {kind: sum(len(p.ids) for p in pieces if p.kind == kind) for kind in ("prefix", "query")}
+        ex_models = {
+            name: replace(m, prefix_tokens=shape["prefix"], query_tokens=shape["query"])
+            for name, m in models.items()
+        }
         for budget in (
             int(b) for b in (args.squad_budgets if ex.dataset == "squad" else args.musique_budgets).split(",")
         ):
-            budget_ms = 1000.0 * budget / speed
+            # B cold tokens in one chunk, as estimated milliseconds (attention included)
+            budget_ms = ex_models["cold"].costs([Candidate("budget", "", budget)], "ms").of([0])
             for method in methods:
-                got = run_one(engine, ex, method, budget_ms, models, args, f"cold-{k}-{budget}-{method}")
+                got = run_one(engine, ex, method, budget_ms, ex_models, args, f"cold-{k}-{budget}-{method}")
                 records.append({"dataset": ex.dataset, "example": k, "budget_tokens": budget,
                                 "budget_ms": budget_ms, "method": method, **got})  # fmt: skip
         done = {d: len({r["example"] for r in records if r["dataset"] == d}) for d in ("squad", "musique")}

@@ -88,7 +88,7 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"article closest to it); MuSiQue: {examples.get('musique', 0)} (its 10 passages)"
         f"{' (tuning slice)' if meta.get('dev') else ''}. Answers greedy, {meta['max_tokens']} tokens, "
         f"blend mode {meta['mode']} r = {meta['ratio']}; prefill speed {meta['tokens_per_s']:.0f} tokens/s "
-        f"turns the budget into ms. CORAG: {cfg['iterations']} iterations, C {cfg['c']}, lambda "
+        f"plus {meta.get('pair_s', 0.0) * 1e9:.1f} ns per attention pair turns the budget into ms. CORAG: {cfg['iterations']} iterations, C {cfg['c']}, lambda "
         f"{cfg['lambda_']}, greedy completion; embedding scorer, distraction {meta['distraction']}. "
         f"Warming the candidates' caches took {meta['warm_s']:.0f} s "
         f"of the run's {meta.get('wall_s', 0):.0f} s. "

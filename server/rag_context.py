@@ -142,7 +142,15 @@ async def _select(
         candidates = mark_warm(base, prompt, engine.blender.cache, salt)
         share = (opts.check_layer + 1) / engine.model_config.num_layers if opts.mode == "cacheblend" else 0.0
         speed = prefill_speed(engine) if config.budget_unit == "ms" else None
-        cost_model = CostModel(opts.mode, opts.ratio, min(1.0, share), speed)
+        cost_model = CostModel(
+            opts.mode,
+            opts.ratio,
+            min(1.0, share),
+            speed.tokens_per_s if speed else None,
+            speed.pair_s if speed else 0.0,
+            prefix_tokens=sum(len(p.ids) for p in prompt.pieces if p.kind == "prefix"),
+            query_tokens=sum(len(p.ids) for p in prompt.pieces if p.kind == "query"),
+        )
         scorer = EmbeddingScorer(manager.embedder("query"))
         chosen = select_chunks(query, candidates, scorer, cost_model, config)
         report = SelectionReport(

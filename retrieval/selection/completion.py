@@ -31,7 +31,7 @@ def complete_greedily(
         options = [
             (i, extended)
             for i in range(n)
-            if i not in used and (extended := costs.extend(cost, len(seq), i)) <= budget + BUDGET_SLACK
+            if i not in used and (extended := costs.extend(cost, seq, i)) <= budget + BUDGET_SLACK
         ]
         if not options:
             return seq, scored

@@ -150,7 +150,7 @@ class TreeSearch:
         for i in range(self.n):
             if i in used:
                 continue
-            cost = self.costs.extend(node.cost, len(node.seq), i)
+            cost = self.costs.extend(node.cost, node.seq, i)
             if cost <= limit:
                 options.append((i, cost))
         if not options:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -26,3 +27,33 @@ def measure_prefill_tokens_per_s(model: LlamaModel, n_tokens: int = 512, rounds:
         model.forward(ids, model.new_cache(n))
         best = min(best, time.perf_counter() - started)
     return n / max(best, 1e-9)
+
+
+@dataclass(frozen=True)
+class PrefillSpeed:
+    """A prefill time model t(n) = n / tokens_per_s + pair_s * n^2 / 2: per-token work plus attention
+    over the n^2 / 2 query-key pairs of a causal prefill (CostModel's `tokens_per_s` and `pair_s`)."""
+
+    tokens_per_s: float
+    pair_s: float
+
+
+def measure_prefill_speed(
+    model: LlamaModel, short: int = 256, long: int = 1024, rounds: int = 2
+) -> PrefillSpeed:
+    """Fit PrefillSpeed to the best-of-`rounds` times of two causal prefills, `short` and `long` tokens.
+
+    Per token, t(n) / n = 1 / tokens_per_s + pair_s * n / 2 is a line in n; two lengths fix it. A
+    noisy fit that would make attention free or negative keeps the linear figure of the long prefill.
+    """
+    if not 1 <= short < long:
+        raise ValueError("need 1 <= short < long")
+    per_token = {n: 1.0 / measure_prefill_tokens_per_s(model, n, rounds) for n in (short, long)}
+    n_long = min(long, model.rope.max_positions)
+    n_short = min(short, n_long - 1)
+    slope = (per_token[long] - per_token[short]) / max(n_long - n_short, 1)
+    pair_s = 2.0 * slope
+    linear = per_token[short] - slope * n_short
+    if pair_s <= 0.0 or linear <= 0.0:
+        return PrefillSpeed(1.0 / per_token[long], 0.0)
+    return PrefillSpeed(1.0 / linear, pair_s)

@@ -20,7 +20,7 @@ def greedy_topk(scorer: PreparedScorer, costs: ChunkCosts, n: int, budget: float
     chosen: list[int] = []
     cost = 0.0
     for i in order:
-        extended = costs.extend(cost, len(chosen), i)
+        extended = costs.extend(cost, chosen, i)
         if extended <= budget + BUDGET_SLACK:
             chosen.append(i)
             cost = extended

@@ -101,3 +101,19 @@ def test_time_cap_stops_the_search(scorer: EmbeddingScorer) -> None:
 def test_no_candidates_no_chunks(scorer: EmbeddingScorer) -> None:
     sel = select_chunks(QUERY, [], scorer, CostModel(), SelectionConfig())
     assert sel.chunks == () and sel.cost == 0.0 and sel.reward == 0.0
+
+
+def test_budget_in_ms_with_attention_is_never_exceeded(scorer: EmbeddingScorer) -> None:
+    rng = np.random.default_rng(5)
+    for case in range(40):
+        cands = random_candidates(rng, int(rng.integers(2, 12)), warm_share=float(rng.random()))
+        model = CostModel(
+            MODES[case % len(MODES)], 0.15, tokens_per_s=500.0, pair_s=float(rng.uniform(0, 4e-6)),
+            prefix_tokens=40, query_tokens=int(rng.integers(5, 60)),
+        )  # fmt: skip
+        budget = float(rng.uniform(100, 3000))
+        for method in ("corag", "topk"):
+            cfg = SelectionConfig(method=method, budget=budget, budget_unit="ms", iterations=40, seed=case)
+            sel = select_chunks(QUERY, cands, scorer, model, cfg)
+            assert sel.cost <= budget + 1e-6
+            assert sel.cost == pytest.approx(model.costs(cands, "ms").of(sel.indices))
