@@ -212,7 +212,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="3 examples, 6 passages, 16 tokens")
     parser.add_argument("--name", default="blend_quality", help="results file name (bench/results/NAME.*)")
+    parser.add_argument(
+        "--engine", choices=["torch", "vllm"], default="torch", help="vllm: bench/blend_quality_vllm.py"
+    )
     args = parser.parse_args()
+    if args.engine == "vllm":
+        from bench.blend_quality_vllm import main_vllm
+
+        if args.name == "blend_quality":
+            args.name = "blend_quality_vllm"
+        if args.quick:
+            args.examples, args.passages, args.steps = 2, [6], 16
+        main_vllm(args)
+        return
     if args.quick:
         args.examples, args.passages, args.steps = 3, [6], 16
     # the server's dtype choice for this machine (remembered in the data dir), not a fresh probe
