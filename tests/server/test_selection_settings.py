@@ -57,3 +57,16 @@ def test_bad_selection_is_refused_naming_the_field(
 def test_good_selection_is_accepted(client: TestClient, send: Any) -> None:
     r = send(client, {"method": "corag", "budget": 64, "iterations": 8, "c": 1.5, "lambda": 0.2})
     assert r.status_code == 200, r.text
+
+
+def test_budget_in_ms_uses_the_measured_prefill_speed(client: TestClient) -> None:
+    """A budget in ms is priced with the engine's fitted prefill time (per token and per attention
+    pair): the pick stays within it, and a budget too small for any document picks none."""
+    roomy = _generate(client, {"method": "corag", "budget": 60_000, "budget_unit": "ms", "iterations": 8})
+    assert roomy.status_code == 200, roomy.text
+    report = roomy.json()["selection"]
+    assert report["budget_unit"] == "ms" and report["chosen"]
+    assert 0 < report["cost"] <= report["budget"]
+    tiny = _generate(client, {"method": "topk", "budget": 0.001, "budget_unit": "ms"})
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["selection"]["chosen"] == []
