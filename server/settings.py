@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # a second port serving GET /metrics alone, with no key (for Prometheus inside the cluster)
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str | None = None  # default: the same address as the API
     data_dir: Path = Field(default_factory=default_data_dir)
     model: str = EMBEDDED_MODEL
     engine: str = "torch"
