@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 # Nothing may be downloaded: models come from installed packages.
@@ -15,6 +16,7 @@ import pytest
 from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
 from server.settings import Settings
+from tests.postgres_server import PostgresServer, postgres_server
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -41,3 +43,10 @@ def engine(model_dir: Path) -> TorchEngine:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real Postgres with pgvector for the session (each test takes a fresh database of it)."""
+    with postgres_server() as server:
+        yield server
