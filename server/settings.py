@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cache.config import StoreConfig
@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     # candidates retrieved for chunk selection when a request gives a selection without top_k
     retrieval_selection_candidates: int = Field(12, gt=0)
     # --- end retrieval ---
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        # RAGBLEND_DATABASE_URL= (set but empty, as compose passes an unset variable) means the default
+        return None if value == "" else value
 
     def model_dir(self) -> Path:
         """Directory of the model weights, converting the embedded model on first use."""
