@@ -43,8 +43,9 @@ def _as_postgres_user(command: list[str]) -> list[str]:
 
 
 class PostgresServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, durable: bool = False) -> None:
         self.folder = folder
+        self.durable = durable  # fsync as in production (benchmarks); tests skip it for speed
         self.data = folder / "data"
         self.port = _free_port()
         self.bin = _bin_dir()
@@ -68,8 +69,10 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
         options = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.folder} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c max_connections=200"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         log = str(self.folder / "postgres.log")
         self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "60", "start")
         deadline = time.monotonic() + 30
@@ -94,9 +97,9 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(durable: bool = False) -> Iterator[PostgresServer]:
     folder = Path(tempfile.mkdtemp(prefix="ragblend-pg-"))
-    server = PostgresServer(folder)
+    server = PostgresServer(folder, durable)
     try:
         server.start()
         yield server
