@@ -136,7 +136,8 @@ class CollectionStore(ABC):
 
     @abstractmethod
     def release_job(self, job_id: str, worker: str) -> None:
-        """Hand a job back unfinished (this worker is stopping): the next claim may take it at once."""
+        """Hand a job back unfinished (this worker is stopping): the next claim may take it at once,
+        this claim does not count as an attempt, and this worker's later saves are refused."""
 
     @abstractmethod
     def job(self, job_id: str) -> JobView | None: ...

@@ -187,8 +187,8 @@ class PostgresCollectionStore(CollectionStore):
     def release_job(self, job_id: str, worker: str) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                "UPDATE ragblend_jobs SET lease_until = now() - interval '1 second' "
-                "WHERE id = %s AND worker = %s AND state = 'running'",
+                "UPDATE ragblend_jobs SET lease_until = now() - interval '1 second', worker = NULL, "
+                "attempts = greatest(attempts - 1, 0) WHERE id = %s AND worker = %s AND state = 'running'",
                 (job_id, worker),
             )
 

@@ -145,7 +145,8 @@ class SqliteJobs:
     def release(self, job_id: str, worker: str) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE jobs SET lease_until = 0 WHERE id = ? AND worker = ? AND state = 'running'",
+                "UPDATE jobs SET lease_until = 0, worker = NULL, attempts = max(attempts - 1, 0) "
+                "WHERE id = ? AND worker = ? AND state = 'running'",
                 (job_id, worker),
             )
 

@@ -152,8 +152,10 @@ def test_jobs_are_stored_claimed_once_and_taken_over_when_the_lease_runs_out(sto
     assert got is not None and got.state == "succeeded" and got.finished_at is not None
 
     store.release_job(second.job_id, "w2")  # w2 stops: the job is at once claimable again
+    assert not store.save_job(second, "w2", lease_s=30)
     again = store.claim_job("w4", lease_s=30)
     assert again is not None and again[0].job_id == second.job_id and again[1] == {"d3": "three"}
+    assert again[2] == 1  # a handed-back claim is no attempt
 
 
 def test_finished_jobs_beyond_the_history_are_forgotten(store: CollectionStore) -> None:
