@@ -94,7 +94,8 @@ def test_volumes_are_where_the_server_writes() -> None:
     mounts = {m["name"]: m["mountPath"] for m in gateway_container(BASE)["volumeMounts"]}
     volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
     data_dir = find(BASE, "ConfigMap")["data"]["RAGBLEND_DATA_DIR"]
-    settings = Settings(data_dir=data_dir)
+    # a secret given, so that store_config() neither writes nor reads <data dir>/tenant_secret here
+    settings = Settings(data_dir=data_dir, tenant_secret="test")
     assert mounts["kv-disk"] == settings.store_config().disk_dir
     assert "emptyDir" in volumes["kv-disk"]
     # collections are in Postgres: no volume of them, and no shared volume at all
