@@ -10,16 +10,17 @@ Writes: bench/results/blend_ablation.{json,md,png}
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from bench import datasets
 from bench.blend_quality import greedy, teacher_forced_logp
-from bench.common import DATA, RESULTS, machine, write_results
+from bench.common import RESULTS, machine, write_results
 from engine.blend.options import BlendOptions, GateConfig
 from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
@@ -103,8 +104,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--variants", nargs="*", help="names from VARIANTS (default all)")
     parser.add_argument("--name", default="blend_ablation")
+    datasets.add_data_option(parser)
     args = parser.parse_args()
-    import sys
+    datasets.use_data(args.data, datasets.MUSIQUE)
 
     settings = Settings()
     engine = TorchEngine(
@@ -115,7 +117,7 @@ def main() -> None:
             blend_gate=GateConfig(False),
         )
     )
-    examples = json.loads((DATA / "musique_dev.json").read_text())[args.offset : args.offset + args.examples]
+    examples = datasets.musique()[args.offset : args.offset + args.examples]
     refs = []
     for i, ex in enumerate(examples):
         docs = [f"{c['title']}\n{c['text']}" for c in ex["ctxs"][: args.passages]]

@@ -35,7 +35,12 @@ from cache.entry import DTYPES, ChunkEntry
 from cache.errors import CorruptEntry
 from cache.quant import QUANT_SCHEME, dequantize_int8, quantize_int8
 
-__all__ = ["HEADER_SIZE", "CodecOptions", "decode", "encode", "entry_view", "read_header"]
+__all__ = ["HEADER_SIZE", "MAX_RAW_BYTES", "CodecOptions", "decode", "encode", "entry_view", "read_header"]
+
+# Decompression never trusts the size an entry claims: output grows a step at a time, up to the
+# claimed size and never past MAX_RAW_BYTES, so a small forged entry cannot make us allocate gigabytes.
+MAX_RAW_BYTES = 1 << 30
+_STEP = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -141,10 +146,12 @@ def decode(blob: Any, expected_key: str | None = None, expected_fingerprint: str
     stored = mv[layout.body :]
     if digest(stored) != layout.payload_crc:
         raise CorruptEntry("checksum", "payload")
+    if layout.compression != "none" and layout.raw_len > MAX_RAW_BYTES:
+        raise CorruptEntry("metadata", f"claims {layout.raw_len} raw bytes, the limit is {MAX_RAW_BYTES}")
     payload: Any
     try:
         if layout.compression == "lz4":
-            payload = lz4.frame.decompress(stored, return_bytearray=True)
+            payload = _unlz4(stored, layout.raw_len)
         elif layout.compression == "zstd":
             payload = _unzstd(stored, layout.raw_len)
         else:
@@ -180,16 +187,30 @@ def _build(layout: BlobLayout, payload: Any) -> ChunkEntry:
     return entry
 
 
+def _unlz4(data: memoryview, raw_len: int) -> bytearray:
+    out = bytearray()
+    dec = lz4.frame.LZ4FrameDecompressor()
+    pending: Any = data
+    while not dec.eof:
+        out += dec.decompress(pending, max_length=_STEP)
+        pending = b""
+        if len(out) > raw_len:
+            raise CorruptEntry("truncated", f"lz4 payload gives more than the {raw_len} bytes claimed")
+        if dec.needs_input and not dec.eof:
+            raise CorruptEntry("truncated", f"lz4 payload ended after {len(out)} of {raw_len} bytes")
+    if len(out) != raw_len:
+        raise CorruptEntry("truncated", f"lz4 payload gave {len(out)} bytes, expected {raw_len}")
+    return out
+
+
 def _unzstd(data: memoryview, raw_len: int) -> bytearray:
-    out = bytearray(raw_len)
-    view = memoryview(out)
-    got = 0
+    out = bytearray()
     with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-        while got < raw_len:
-            n = reader.readinto(view[got:])
-            if not n:
+        while len(out) < raw_len:
+            piece = reader.read(min(_STEP, raw_len - len(out)))
+            if not piece:
                 break
-            got += n
-        if got != raw_len or reader.read(1):
-            raise CorruptEntry("truncated", f"zstd payload gave {got} bytes, expected {raw_len}")
+            out += piece
+        if len(out) != raw_len or reader.read(1):
+            raise CorruptEntry("truncated", f"zstd payload gave {len(out)} bytes, expected {raw_len}")
     return out
