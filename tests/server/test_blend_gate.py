@@ -52,13 +52,23 @@ def test_failed_gate_falls_back_to_full_visibly(failing_client: TestClient) -> N
 def test_default_blend_reports_the_ratio_used(client: TestClient) -> None:
     ready = client.get("/ready").json()
     assert ready["blend"]["default_mode"] == "probe" and ready["blend"]["default_ratio"] == 0.15
-    body = {"query": "Which river reaches the Mediterranean?", "documents": DOCS, "max_tokens": 4}
+    # a system prompt of its own, so the shared engine's cache for the default prefix stays cold
+    system = "Answer from the river notes only."
+    body = {
+        "query": "Which river reaches the Mediterranean?",
+        "documents": DOCS,
+        "max_tokens": 4,
+        "system": system,
+    }
     client.post("/generate", json=body)
     usage = client.post("/generate", json={**body, "documents": DOCS[::-1]}).json()["usage"]
     assert usage["moved_tokens"] > 0 and 0.1 <= usage["recompute_ratio"] <= 0.2
     assert usage["recompute_ratio"] == round(usage["recomputed_tokens"] / usage["moved_tokens"], 4)
     chat = {
-        "messages": [{"role": "user", "content": "Which river reaches the Mediterranean?"}],
+        "messages": [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "Which river reaches the Mediterranean?"},
+        ],
         "documents": DOCS[1:] + DOCS[:1],
         "blend": {"ratio": 0.3},
         "max_tokens": 4,
