@@ -35,12 +35,15 @@ def median(xs: list[float]) -> float:
 
 
 def machine() -> dict[str, Any]:
-    flags = ""
+    flags = model = ""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        flags = next((ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("flags")), "")
+        lines = cpuinfo.read_text().splitlines()
+        flags = next((ln for ln in lines if ln.startswith("flags")), "")
+        model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": model or platform.machine(),
         "threads": torch.get_num_threads(),
         "amx": "amx_bf16" in flags,
         "avx512": "avx512f" in flags,
