@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,24 @@ import torch
 from bench import datasets
 from bench.common import RESULTS, machine, write_results
 from bench.metrics import best_f1, rouge_l
-from engine.blend.options import BlendOptions
+from engine.blend.options import BlendOptions, GateConfig
 from engine.config import EngineConfig
 from engine.kv_cache import KVCache
 from engine.torch_engine import TorchEngine
 from server.settings import Settings
 
-MODES: list[tuple[str, BlendOptions]] = [
-    ("prefix", BlendOptions(mode="prefix")),
-    ("reuse", BlendOptions(mode="reuse")),
-    ("cacheblend r=0.05", BlendOptions(mode="cacheblend", ratio=0.05)),
-    ("cacheblend r=0.15", BlendOptions(mode="cacheblend", ratio=0.15)),
-    ("cacheblend r=0.30", BlendOptions(mode="cacheblend", ratio=0.30)),
-    ("cachecraft r=0.05", BlendOptions(mode="cachecraft", ratio=0.05)),
-    ("cachecraft r=0.10", BlendOptions(mode="cachecraft", ratio=0.10)),
-    ("cachecraft r=0.15", BlendOptions(mode="cachecraft", ratio=0.15)),
-]
+ALL_MODES: dict[str, BlendOptions] = {
+    "prefix": BlendOptions(mode="prefix"),
+    "reuse": BlendOptions(mode="reuse"),
+    "cacheblend r=0.15": BlendOptions(mode="cacheblend", ratio=0.15),
+    "cacheblend r=0.30": BlendOptions(mode="cacheblend", ratio=0.30),
+    "cachecraft r=0.15": BlendOptions(mode="cachecraft", ratio=0.15),
+    "probe r=0.15": BlendOptions(mode="probe", ratio=0.15),
+    "probe r=0.30": BlendOptions(mode="probe", ratio=0.30),
+    "probe adaptive <=0.30": BlendOptions(mode="probe", ratio=0.30, min_ratio=0.05, error_target=0.5),
+}
+DEFAULT_MODES = ["reuse", "cachecraft r=0.15", "probe r=0.15", "probe r=0.30"]
+MODES: list[tuple[str, BlendOptions]] = [(m, ALL_MODES[m]) for m in DEFAULT_MODES]
 
 
 def greedy(
@@ -66,6 +69,23 @@ def teacher_forced_logp(engine: TorchEngine, kv: KVCache, logits: torch.Tensor, 
     kv.length = start
     logp = torch.log_softmax(torch.cat(steps), -1)
     return float(logp[torch.arange(len(ref)), torch.tensor(ref)].mean())
+
+
+def first_kl(full: torch.Tensor, other: torch.Tensor) -> float:
+    """KL(full || other) of the first answer token's distribution, in nats."""
+    p, q = torch.log_softmax(full.float(), -1), torch.log_softmax(other.float(), -1)
+    return float((p.exp() * (p - q)).sum())
+
+
+def no_context_f1(engine: TorchEngine, example: dict[str, Any], steps: int) -> float:
+    """Answer F1 with no passages at all: the floor PGR measures from."""
+    prompt = engine.build_prompt(example["question"], None, None)
+    kv = engine.model.new_cache(len(prompt) + steps + 1)
+    logits = engine.model.forward(torch.tensor(prompt.ids), kv)
+    out, _ = greedy(engine, kv, logits, steps)
+    text = engine.tokenizer.decode(out, skip_special_tokens=True)
+    assert isinstance(text, str)
+    return best_f1(text, example["answers"])
 
 
 def run_example(
@@ -98,9 +118,12 @@ def run_example(
             "first_token": 1.0,
             "token_agree": 1.0,
             "logp_drop": 0.0,
+            "kl_first": 0.0,
+            "f1_no_context": no_context_f1(engine, example, steps),
             "text": ref_text,
         }
     ]
+    full_first = logits
     full_logp = statistics.fmean(ref_logps)
     for name, opts in MODES:
         start = time.perf_counter()
@@ -125,6 +148,9 @@ def run_example(
                 "first_token": float(out[:1] == ref[:1]),
                 "token_agree": agree,
                 "logp_drop": full_logp - logp,
+                "kl_first": first_kl(full_first, result.logits),
+                "ratio_used": result.ratio_used,
+                "probe_ms": result.probe_ms,
                 "text": text,
             }
         )
@@ -134,15 +160,25 @@ def run_example(
 def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for passages in sorted({r["passages"] for r in rows}):
+        full = [r for r in rows if r["passages"] == passages and r["mode"] == "full"]
+        f1_full = statistics.fmean(r["f1"] for r in full)
+        f1_none = statistics.fmean(r["f1_no_context"] for r in full)
         for mode in ["full"] + [m for m, _ in MODES]:
             sel = [r for r in rows if r["passages"] == passages and r["mode"] == mode]
+            f1 = statistics.fmean(r["f1"] for r in sel)
+            # PGR = (score - no context) / (full - no context); undefined when context does not help
+            gap = f1_full - f1_none
             out.append(
                 {
                     "passages": passages,
                     "mode": mode,
                     "n": len(sel),
                     "tokens": round(statistics.fmean(r["tokens"] for r in sel)),
-                    "f1": statistics.fmean(r["f1"] for r in sel),
+                    "f1": f1,
+                    "f1_no_context": f1_none,
+                    "pgr": (f1 - f1_none) / gap if abs(gap) > 1e-9 else None,
+                    "kl_first": statistics.fmean(r["kl_first"] for r in sel),
+                    "ratio_used": statistics.fmean(r.get("ratio_used", 1.0) for r in sel),
                     "rouge_l": statistics.fmean(r["rouge_l"] for r in sel),
                     "first_token": statistics.fmean(r["first_token"] for r in sel),
                     "token_agree": statistics.fmean(r["token_agree"] for r in sel),
@@ -161,17 +197,23 @@ def table(summary: list[dict], meta: dict) -> str:
         "",
         f"{meta['examples']} examples, greedy {meta['steps']} tokens, dtype {meta['dtype']}, "
         f"machine {meta['machine']}.",
-        "TTFT ratio: median over examples of (mode TTFT / full-prefill TTFT of the same prompt), one run.",
+        "TTFT ratio: median over examples of (mode TTFT / full-prefill TTFT of the same prompt), one run",
+        "(probe modes: the probe pass is inside TTFT). F1 against the gold answers; PGR = (F1 - F1 with no",
+        "passages) / (F1 of full - F1 with no passages); KL: first answer token, full || mode;",
+        "ratio: recomputed share of the moved cached tokens.",
+        f"Command: `{meta.get('command', '')}`",
         "",
-        "| passages | mode | prompt tokens | F1 | ROUGE-L vs full | first token | greedy agree | logp drop | "
-        "TTFT s | TTFT / full | computed share |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| passages | mode | prompt tokens | F1 | PGR | ROUGE-L vs full | first token | greedy agree | "
+        "logp drop | "
+        "KL first | TTFT s | TTFT / full | ratio | computed share |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in summary:
+        pgr = "n/a" if s["pgr"] is None else f"{s['pgr']:.2f}"
         lines.append(
-            f"| {s['passages']} | {s['mode']} | {s['tokens']} | {s['f1']:.3f} | {s['rouge_l']:.3f} | "
-            f"{s['first_token']:.2f} | {s['token_agree']:.2f} | {s['logp_drop']:.3f} | {s['ttft_s']:.2f} | "
-            f"{s['ttft_ratio']:.3f} | {s['computed_share']:.3f} |"
+            f"| {s['passages']} | {s['mode']} | {s['tokens']} | {s['f1']:.3f} | {pgr} | {s['rouge_l']:.3f} | "
+            f"{s['first_token']:.2f} | {s['token_agree']:.2f} | {s['logp_drop']:.3f} | {s['kl_first']:.3f} | "
+            f"{s['ttft_s']:.2f} | {s['ttft_ratio']:.3f} | {s['ratio_used']:.3f} | {s['computed_share']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -212,6 +254,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="3 examples, 6 passages, 16 tokens")
     parser.add_argument("--name", default="blend_quality", help="results file name (bench/results/NAME.*)")
+    parser.add_argument("--modes", nargs="+", choices=list(ALL_MODES), help=f"default: {DEFAULT_MODES}")
     parser.add_argument(
         "--engine", choices=["torch", "vllm"], default="torch", help="vllm: bench/blend_quality_vllm.py"
     )
@@ -229,10 +272,20 @@ def main() -> None:
         return
     if args.quick:
         args.examples, args.passages, args.steps = 3, [6], 16
+    if args.modes:
+        MODES[:] = [(m, ALL_MODES[m]) for m in args.modes]
     # the server's dtype choice for this machine (remembered in the data dir), not a fresh probe
     settings = Settings()
     dtype = settings.engine_config().dtype
-    engine = TorchEngine(EngineConfig(model_dir=settings.model_dir(), dtype=dtype, num_threads=args.threads))
+    # no correctness gate: the benchmark measures the modes themselves, the default included
+    engine = TorchEngine(
+        EngineConfig(
+            model_dir=settings.model_dir(),
+            dtype=dtype,
+            num_threads=args.threads,
+            blend_gate=GateConfig(False),
+        )
+    )
     examples = datasets.musique()[: args.examples]
     rows: list[dict] = []
     text = ""
@@ -248,6 +301,7 @@ def main() -> None:
                 "steps": args.steps,
                 "dtype": engine.dtype_name,
                 "machine": machine(),
+                "command": "python -m bench.blend_quality " + " ".join(sys.argv[1:]),
             }
             summary = summarize(rows)
             text = table(summary, meta)

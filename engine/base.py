@@ -41,6 +41,10 @@ class Engine(ABC):
     model_name: str
     max_context: int
     max_new_tokens_limit: int
+    # what a request that names no blend mode gets: the package default, or what the model's
+    # correctness gate chose at load (engine/blend/gate.py); `blend_gate` is the gate's report
+    default_blend: BlendOptions = BlendOptions()
+    blend_gate: dict[str, object] | None = None
 
     @abstractmethod
     def build_prompt(self, query: str, documents: list[str] | None, system: str | None) -> Prompt: ...

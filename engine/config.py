@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from engine.blend.options import GateConfig
 from engine.vllm.options import VllmOptions
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -96,6 +97,7 @@ class EngineConfig:
     queue_size: int = 32  # requests waiting for a place in the batch
     prefill_chunk_tokens: int = 64  # prefill work per step, in tokens through the whole model
     vllm: VllmOptions = field(default_factory=VllmOptions)  # the vLLM backend's settings
+    blend_gate: GateConfig = field(default_factory=GateConfig)  # checked once at load
 
     def scheduler_config(self) -> SchedulerConfig:
         return SchedulerConfig(

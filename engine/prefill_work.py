@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.blend.blender import Blender, BlendResult
+from engine.blend.blender import Blender, BlendResult, blend_usage
 from engine.blend.options import BlendOptions
 from engine.kv_cache import KVCache
 from engine.prompt import Prompt
@@ -35,6 +35,6 @@ def prefill_prompt(blender: Blender, prompt: Prompt, blend: BlendOptions | None,
         usage = {"cached_tokens": 0, "recomputed_tokens": 0}
         return Prefilled(kv, logits, usage, {"prefill_ms": (time.perf_counter() - started) * 1000})
     result = blender.prefill(prompt, blend, n, salt)
-    usage = {"cached_tokens": result.cached_tokens, "recomputed_tokens": result.recomputed_tokens}
+    usage = blend_usage(result)
     timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms}
     return Prefilled(result.kv, result.logits, usage, timings, result)

@@ -15,8 +15,9 @@ from transformers import AutoTokenizer
 from cache.memory_tier import MemoryTier
 from cache.store import ChunkStore
 from engine.base import Engine
-from engine.blend.blender import Blender
+from engine.blend.blender import Blender, blend_usage
 from engine.blend.chunk_cache import ChunkCache
+from engine.blend.gate import run_gate
 from engine.blend.options import BlendOptions
 from engine.config import EngineConfig, ModelConfig
 from engine.dtype_probe import resolve_dtype
@@ -68,6 +69,11 @@ class TorchEngine(Engine):
                 self.model, self.tokenizer, self.eos_ids, self.chunk_cache, cfg.scheduler_config()
             )
         log.info("loaded %s (%s, %s layers)", self.model_name, self.dtype_name, self.model_config.num_layers)
+        gate = run_gate(
+            self.model, self.prompts, self.chunk_cache, self.eos_ids, BlendOptions(), cfg.blend_gate
+        )
+        self.default_blend = gate.chosen
+        self.blend_gate = gate.as_dict()
 
     def _eos_ids(self) -> frozenset[int]:
         ids = set(self.model_config.eos_token_ids)
@@ -146,7 +152,7 @@ class TorchEngine(Engine):
             yield from self._decode(kv, logits, params, prompt, started, cancel, usage, timings)
             return
         result = self.blender.prefill(prompt, blend, capacity, salt)
-        usage = {"cached_tokens": result.cached_tokens, "recomputed_tokens": result.recomputed_tokens}
+        usage = blend_usage(result)
         timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms}
         yield from self._decode(result.kv, result.logits, params, prompt, started, cancel, usage, timings)
         # After the final event: the answer is out, and what this request computed is stored.

@@ -45,6 +45,23 @@ class _QueueCollector(Collector):
                 "answered requests still storing chunk caches",
                 stats.writing_back,
             )
+        engine = self.services.engine
+        gate = getattr(engine, "blend_gate", None)
+        if engine is not None and isinstance(gate, dict):
+            default = engine.default_blend
+            passed = GaugeMetricFamily(
+                "ragblend_blend_gate_passed",
+                "1 when the default blend mode passed the model's correctness gate at load as it is "
+                "(0: the ratio was raised or the default fell back to full)",
+                labels=["default_mode"],
+            )
+            passed.add_metric([default.mode], 1.0 if gate.get("passed") else 0.0)
+            yield passed
+            yield GaugeMetricFamily(
+                "ragblend_blend_default_ratio",
+                "recompute ratio (ceiling) of the default blend mode",
+                default.ratio,
+            )
 
 
 class ServingMetrics:
@@ -84,6 +101,13 @@ class ServingMetrics:
         self.recomputed_tokens = self._tokens(
             registry, "recomputed_prompt", "cached prompt tokens recomputed"
         )
+        self.recompute_ratio = Histogram(
+            "ragblend_recompute_ratio",
+            "recomputed share of the moved cached tokens, per blended request",
+            ["endpoint"],
+            buckets=(0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0),
+            registry=registry,
+        )
         registry.register(_QueueCollector(services))
 
     @staticmethod
@@ -109,3 +133,6 @@ class ServingMetrics:
         self.cached_tokens.labels(endpoint).inc(cached)
         self.recomputed_tokens.labels(endpoint).inc(recomputed)
         self.blended_tokens.labels(endpoint).inc(max(0, cached - recomputed))
+        moved = final.extra_usage.get("moved_tokens", 0)
+        if moved:
+            self.recompute_ratio.labels(endpoint).observe(recomputed / moved)

@@ -53,7 +53,9 @@ async def chat_context(
             where = ".".join(str(p) for p in ("selection", *first["loc"]))
             raise ApiError(422, f"{where}: {first['msg']}") from None
     check_documents(body.documents, services.settings)
-    blend = body.blend.options() if body.blend is not None else None
+    engine = services.engine
+    default = engine.default_blend if engine is not None else None
+    blend = body.blend.options(default) if body.blend is not None else None
     return await resolve_context(
         services, query, body.documents, body.collection, body.top_k, selection, blend, salt
     )

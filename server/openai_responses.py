@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from engine.events import FinishEvent
 from server.rag_context import Citation
+from server.schemas import recompute_ratio
 
 Kind = Literal["chat", "text"]
 
@@ -49,6 +50,7 @@ def usage(final: FinishEvent) -> dict[str, Any]:
         "total_tokens": final.prompt_tokens + final.completion_tokens,
         "prompt_tokens_details": {"cached_tokens": final.extra_usage.get("cached_tokens", 0)},
         "recomputed_tokens": final.extra_usage.get("recomputed_tokens", 0),
+        "recompute_ratio": recompute_ratio(final.extra_usage),
     }
 
 

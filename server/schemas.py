@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
@@ -17,11 +18,22 @@ class BlendRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["full", "prefix", "reuse", "cacheblend", "cachecraft"] = DEFAULT_MODE
-    ratio: float = Field(DEFAULT_RATIO, ge=0.0, le=1.0, description="share of cached tokens to recompute")
+    mode: Literal["full", "prefix", "reuse", "cacheblend", "cachecraft", "probe"] | None = Field(
+        None, description=f"unset: the server's default ({DEFAULT_MODE}, or what the model's gate chose)"
+    )
+    ratio: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=f"share of moved cached tokens to recompute (default {DEFAULT_RATIO})",
+    )
 
-    def options(self) -> BlendOptions:
-        return BlendOptions(mode=self.mode, ratio=self.ratio)
+    def options(self, default: BlendOptions | None = None) -> BlendOptions:
+        """The request's options; what it leaves unset comes from `default` (the engine's)."""
+        base = default if default is not None else BlendOptions()
+        if self.mode is not None and self.mode != base.mode:
+            base = BlendOptions(mode=self.mode)
+        return base if self.ratio is None else replace(base, ratio=self.ratio)
 
 
 class GenerateRequest(BaseModel):
@@ -51,11 +63,19 @@ class GenerateRequest(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+def recompute_ratio(extra_usage: dict[str, int]) -> float | None:
+    """Recomputed share of the moved cached tokens, or None when no cached token moved."""
+    moved = extra_usage.get("moved_tokens", 0)
+    return round(extra_usage.get("recomputed_tokens", 0) / moved, 4) if moved else None
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int | None = None
     recomputed_tokens: int | None = None
+    moved_tokens: int | None = Field(None, description="cached tokens whose context changed")
+    recompute_ratio: float | None = Field(None, description="recomputed / moved tokens: the ratio used")
 
 
 class Timings(BaseModel):

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cache.config import StoreConfig
 from engine.assets import EMBEDDED_MODEL, resolve_model
+from engine.blend.options import GateConfig
 from engine.config import EngineConfig
 from engine.dtype_probe import remembered_dtype
 from engine.vllm.options import VllmOptions
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
     vllm_reserved_cpus: int = Field(0, ge=0)  # cores vLLM keeps off its CPU worker
     vllm_start_timeout_s: float = Field(600.0, gt=0)
     # --- end vLLM backend ---
+    # --- blend correctness gate at model load (engine/blend/gate.py): the default mode must lose at
+    # most this many nats/token of the full prefill's answer on the shipped prompts, else its ratio is
+    # raised or the default falls back to full; off: the default is taken as is ---
+    blend_gate: bool = True
+    blend_gate_max_drop: float = Field(0.03, ge=0)
     log_level: str = "info"
     log_format: Literal["json", "text"] = "json"
 
@@ -160,4 +166,5 @@ class Settings(BaseSettings):
                 reserved_cpus=self.vllm_reserved_cpus,
                 start_timeout_s=self.vllm_start_timeout_s,
             ),
+            blend_gate=GateConfig(enabled=self.blend_gate, max_drop=self.blend_gate_max_drop),
         )

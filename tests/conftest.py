@@ -11,9 +11,13 @@ from pathlib import Path
 # Nothing may be downloaded: models come from installed packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The blend correctness gate costs seconds at every model load; servers the suite starts skip it
+# unless a test turns it on (tests/engine/blend/test_gate.py, tests/server/test_blend_gate.py).
+os.environ.setdefault("RAGBLEND_BLEND_GATE", "false")
 
 import pytest
 
+from engine.blend.options import GateConfig
 from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
 from server.settings import Settings
@@ -58,7 +62,8 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def engine(model_dir: Path) -> TorchEngine:
     # Pinned so results do not depend on the speed probe; bf16 is covered by explicit tests.
-    return TorchEngine(EngineConfig(model_dir=model_dir, dtype="float32", num_threads=2))
+    config = EngineConfig(model_dir=model_dir, dtype="float32", num_threads=2, blend_gate=GateConfig(False))
+    return TorchEngine(config)
 
 
 @pytest.fixture(scope="session")

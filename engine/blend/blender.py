@@ -13,6 +13,7 @@ from engine.blend.chunk_cache import ChunkCache, context_id
 from engine.blend.options import BlendOptions
 from engine.blend.placement import extract_rows, place_entry
 from engine.blend.precompute import ChunkKV, precompute_chunk
+from engine.blend.probe import adaptive_pick, probe_scores
 from engine.blend.selection import craft_rows, deviation_selector
 from engine.blend.selective import selective_prefill
 from engine.kv_cache import KVCache
@@ -47,6 +48,22 @@ class BlendResult:
     prefill_ms: float
     lookups: list[PieceLookup] = field(default_factory=list)
     fresh_pieces: list[int] = field(default_factory=list)
+    moved_tokens: int = 0  # cached tokens whose context changed (the ones a ratio is a share of)
+    probe_ms: float = 0.0
+
+    @property
+    def ratio_used(self) -> float:
+        """Recomputed share of the moved cached tokens (0 when none moved)."""
+        return self.recomputed_tokens / self.moved_tokens if self.moved_tokens else 0.0
+
+
+def blend_usage(result: BlendResult) -> dict[str, int]:
+    """Usage counts of a blended prefill; the ratio used is recomputed / moved (server/schemas.py)."""
+    return {
+        "cached_tokens": result.cached_tokens,
+        "recomputed_tokens": result.recomputed_tokens,
+        "moved_tokens": result.moved_tokens,
+    }
 
 
 class Blender:
@@ -132,7 +149,32 @@ class Blender:
         forced.extend(range(query_start, n))
         forced_rows = torch.tensor(forced, dtype=torch.long)
         candidate_rows = torch.tensor([r for lk, _ in candidates for r in lk.rows], dtype=torch.long)
-        if opts.mode == "cacheblend" and opts.ratio > 0 and len(candidate_rows):
+        probe_ms = 0.0
+        if opts.mode == "probe" and opts.ratio > 0 and len(candidate_rows):
+            t0 = time.perf_counter()
+            scores = probe_scores(self.model, ids, kv, forced_rows, n - query_start, candidate_rows)
+            spans = [(lk.start, lk.end) for lk, _ in candidates]
+            local = adaptive_pick(
+                scores,
+                spans,
+                opts.ratio,
+                opts.min_ratio,
+                opts.error_target,
+                sink=opts.sink_tokens,
+                gamma=opts.budget_gamma,
+                width=opts.widen,
+            )
+            probe_ms = (time.perf_counter() - t0) * 1000
+            rows = torch.cat([forced_rows, candidate_rows[local]]).unique(sorted=True)
+            full_layers = min(opts.full_layers, len(self.model.layers))
+            if full_layers == 0:
+                logits, rows = selective_prefill(self.model, ids, kv, rows)
+            else:
+                fixed = rows
+                logits, rows = selective_prefill(
+                    self.model, ids, kv, None, full_layers=full_layers, selector=lambda *_: fixed
+                )
+        elif opts.mode == "cacheblend" and opts.ratio > 0 and len(candidate_rows):
             budget = math.ceil(opts.ratio * len(candidate_rows))
             query_rows = torch.arange(query_start, n)
             selector = deviation_selector(forced_rows, candidate_rows, budget, query_rows)
@@ -146,7 +188,10 @@ class Blender:
                 rows = craft_rows(forced_rows, [(lk.start, c) for lk, c in candidates], opts.ratio)
             logits, rows = selective_prefill(self.model, ids, kv, rows)
         fresh = [lk.index for lk in lookups if lk.exact is None and lk.base is None]
-        return BlendResult(kv, logits, cached, len(rows) - len(forced_rows), 0.0, 0.0, fresh_pieces=fresh)
+        result = BlendResult(kv, logits, cached, len(rows) - len(forced_rows), 0.0, 0.0, fresh_pieces=fresh)
+        result.moved_tokens = len(candidate_rows)
+        result.probe_ms = probe_ms
+        return result
 
     def write_back(self, prompt: Prompt, result: BlendResult, opts: BlendOptions, salt: str) -> None:
         """Store what this request taught the cache; runs after the answer, never before it.

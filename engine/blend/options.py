@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-BlendMode = Literal["full", "prefix", "reuse", "cacheblend", "cachecraft"]
-BLEND_MODES: tuple[BlendMode, ...] = ("full", "prefix", "reuse", "cacheblend", "cachecraft")
-# cachecraft: on MuSiQue it lost less answer log-probability than cacheblend at the same recompute
-# ratio, and reached its first token sooner (no check layer over every token): bench/results/blend_quality*
-DEFAULT_MODE: BlendMode = "cachecraft"
+BlendMode = Literal["full", "prefix", "reuse", "cacheblend", "cachecraft", "probe"]
+BLEND_MODES: tuple[BlendMode, ...] = ("full", "prefix", "reuse", "cacheblend", "cachecraft", "probe")
+# probe: on 6 MuSiQue development prompts (6 passages) at r = 0.15 it lost 0.119 nats/token of the full
+# prefill's answer against 0.193 for cachecraft and 0.217 for plain reuse, with a first-token KL of 0.064
+# against 0.098 (bench/results/blend_ablation_6p.md); the probe costs about 3% of a full prefill.
+# See docs/blend_quality.md for the 12-example tables.
+DEFAULT_MODE: BlendMode = "probe"
 DEFAULT_RATIO = 0.15
 
 
@@ -27,11 +29,23 @@ class BlendOptions:
       the Cache-Craft statistics stored with each chunk (context impact, prefix overlap, order
       penalty) and chosen by each token's recorded attention on context; no check layer. A chunk
       whose cached context equals its current one is reused with no recompute.
+    - probe: the question's rows first run through every layer against the placed caches
+      (engine/blend/probe.py) and score each cached token by the attention it receives times its
+      value norm; each moved chunk's first `sink_tokens` tokens plus the best-scoring tokens (widened
+      to `widen` neighbours, per-chunk budgets by relevance^`budget_gamma`) are recomputed, with
+      layers below `full_layers` on every row. `ratio` is the ceiling; with `error_target` > 0 the
+      share stops, from `min_ratio` up, once the unselected score mass is at most that target.
     """
 
     mode: BlendMode = DEFAULT_MODE
     ratio: float = DEFAULT_RATIO
     check_layer: int = 1
+    sink_tokens: int = 4
+    widen: int = 1
+    budget_gamma: float = 1.0
+    full_layers: int = 1
+    error_target: float = 0.0
+    min_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in BLEND_MODES:
@@ -40,7 +54,22 @@ class BlendOptions:
             raise ValueError("blend ratio must be within [0, 1]")
         if self.check_layer < 0:
             raise ValueError("check_layer must be >= 0")
+        if self.sink_tokens < 0 or self.widen < 0 or self.full_layers < 0:
+            raise ValueError("sink_tokens, widen and full_layers must be >= 0")
+        if not 0.0 <= self.error_target <= 1.0 or not 0.0 <= self.min_ratio <= 1.0:
+            raise ValueError("error_target and min_ratio must be within [0, 1]")
 
     @property
     def reuses(self) -> bool:
         return self.mode != "full"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The per-model correctness gate run at load (engine/blend/gate.py)."""
+
+    enabled: bool = True
+    max_drop: float = 0.03  # nats per token of the full prefill's answer, mean over the prompts
+    fallback_ratios: tuple[float, ...] = (0.3, 0.5)
+    answer_tokens: int = 12
+    prompts: int = 3  # how many of the shipped prompts (start-up cost grows with it)

@@ -245,7 +245,11 @@ class VllmEngine(Engine):
                 completion_tokens=completion,
                 ttft_ms=ttft,
                 total_ms=(now - started) * 1000,
-                extra_usage={"cached_tokens": cached, "recomputed_tokens": injection.recomputed_tokens},
+                extra_usage={
+                    "cached_tokens": cached,
+                    "recomputed_tokens": injection.recomputed_tokens,
+                    "moved_tokens": injection.moved_tokens,
+                },
                 extra_timings=timings,
             )
         )

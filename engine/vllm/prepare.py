@@ -38,6 +38,7 @@ class Injection:
     timings: dict[str, float] = field(default_factory=dict)
     # stores what this request taught the chunk cache; run after the answer, never before it
     write_back: Callable[[], None] | None = None
+    moved_tokens: int = 0  # cached tokens whose context changed (what the recompute ratio is of)
 
 
 class InjectionPlanner:
@@ -73,7 +74,9 @@ class InjectionPlanner:
         def write_back() -> None:
             self.blender.write_back(prompt, result, opts, salt)
 
-        return Injection(spec, result.cached_tokens, result.recomputed_tokens, timings, write_back)
+        return Injection(
+            spec, result.cached_tokens, result.recomputed_tokens, timings, write_back, result.moved_tokens
+        )
 
     def _prefix(
         self, prompt: Prompt, lookups: list[PieceLookup], fetch_ms: float, store_missing: Callable[[], None]

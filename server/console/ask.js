@@ -4,7 +4,7 @@
 import { streamGenerate } from "./api.js";
 import { AnswerView } from "./answer_view.js";
 
-const RATIO_MODES = new Set(["cacheblend", "cachecraft"]);
+const RATIO_MODES = new Set(["cacheblend", "cachecraft", "probe"]);
 
 export class AskPanel {
   constructor(documentView, onAnswered) {
@@ -29,7 +29,7 @@ export class AskPanel {
     const fromCollection = f.source.value === "collection";
     document.getElementById("ask-collection-fields").hidden = !fromCollection;
     document.getElementById("ask-documents-field").hidden = fromCollection;
-    // The ratio only steers cacheblend and cachecraft.
+    // The ratio only steers cacheblend, cachecraft and probe.
     f.ratio.disabled = !RATIO_MODES.has(f.mode.value);
     f.budget.disabled = f.selection.value !== "corag";
   }

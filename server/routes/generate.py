@@ -16,7 +16,7 @@ from server.errors import ApiError
 from server.gateway import record_finish
 from server.generation import collect, prepare_prompt, submit, timed_events
 from server.rag_context import RagContext, resolve_context
-from server.schemas import GenerateRequest, GenerateResponse, Timings, Usage
+from server.schemas import GenerateRequest, GenerateResponse, Timings, Usage, recompute_ratio
 from server.settings import Settings
 from server.sse import sse_event
 
@@ -51,7 +51,10 @@ def to_response(final: FinishEvent, context: RagContext) -> GenerateResponse:
         text=final.text,
         finish_reason=final.finish_reason,
         usage=Usage(
-            prompt_tokens=final.prompt_tokens, completion_tokens=final.completion_tokens, **final.extra_usage
+            prompt_tokens=final.prompt_tokens,
+            completion_tokens=final.completion_tokens,
+            recompute_ratio=recompute_ratio(final.extra_usage),
+            **final.extra_usage,
         ),
         timings=Timings(
             ttft_ms=final.ttft_ms,
@@ -75,7 +78,7 @@ async def generate(
     settings = services.settings
     max_tokens = check_limits(body, settings)
     salt = principal_of(request).salt
-    blend = body.blend.options()
+    blend = body.blend.options(engine.default_blend)
     context = await resolve_context(
         services,
         body.query,

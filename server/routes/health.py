@@ -34,6 +34,8 @@ async def ready(services: ServicesDep) -> JSONResponse:
     if stats is not None:  # a batching engine queues and runs requests itself
         queue["waiting"] += stats.queue_depth
         queue["running"] += stats.batch_size + stats.prefilling
+    default = engine.default_blend
+    blend = {"default_mode": default.mode, "default_ratio": default.ratio, "gate": engine.blend_gate}
     return JSONResponse(
-        {"status": "ready", "model": engine.model_name, "engine": engine.name, "queue": queue}
+        {"status": "ready", "model": engine.model_name, "engine": engine.name, "queue": queue, "blend": blend}
     )
