@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from engine.batch_decode import decode_step
 from engine.batch_kv import BatchKV
 from engine.blend.options import BLEND_MODES, BlendOptions
@@ -42,7 +43,7 @@ LEVELS = (1, 4, 8)
 
 
 def prompts(engine: TorchEngine, n: int) -> list[Prompt]:
-    examples = json.loads((DATA / "musique_dev.json").read_text())
+    examples = datasets.musique()
     out = []
     for i, ex in enumerate(examples[:n]):
         docs = [" ".join((c["title"] + ". " + c["text"]).split()[:120]) for c in ex["ctxs"][: 1 + i % 2]]
@@ -165,7 +166,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the cores are shared)")
     parser.add_argument("--prefill-chunk-tokens", type=int, default=64)
     parser.add_argument("--blend", default="cacheblend", choices=BLEND_MODES)
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.MUSIQUE)
     cfg = EngineConfig(
         model_dir=Settings().model_dir(),
         dtype=args.dtype,

@@ -15,7 +15,6 @@ Writes: bench/results/blend_quality.{json,md,png}
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 
 import torch
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from bench.metrics import best_f1, rouge_l
 from engine.blend.options import BlendOptions
 from engine.config import EngineConfig
@@ -215,7 +215,9 @@ def main() -> None:
     parser.add_argument(
         "--engine", choices=["torch", "vllm"], default="torch", help="vllm: bench/blend_quality_vllm.py"
     )
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.MUSIQUE)
     if args.engine == "vllm":
         from bench.blend_quality_vllm import main_vllm
 
@@ -231,7 +233,7 @@ def main() -> None:
     settings = Settings()
     dtype = settings.engine_config().dtype
     engine = TorchEngine(EngineConfig(model_dir=settings.model_dir(), dtype=dtype, num_threads=args.threads))
-    examples = json.loads((DATA / "musique_dev.json").read_text())[: args.examples]
+    examples = datasets.musique()[: args.examples]
     rows: list[dict] = []
     text = ""
     for passages in args.passages:

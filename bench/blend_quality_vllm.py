@@ -18,7 +18,6 @@ Writes: bench/results/blend_quality_vllm.{json,md,png}
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any
 
 from transformers import AutoTokenizer
 
+from bench import datasets
 from bench.blend_quality import plot
-from bench.common import DATA, RESULTS, machine, write_results
+from bench.common import RESULTS, machine, write_results
 from bench.metrics import best_f1, rouge_l
 from engine.blend.options import BlendOptions
 from engine.config import EngineConfig
@@ -176,7 +176,7 @@ def main_vllm(args: argparse.Namespace) -> None:
     model_dir = settings.model_dir()
     builder = PromptBuilder(AutoTokenizer.from_pretrained(str(model_dir)))
     passages = args.passages[0]
-    examples = json.loads((DATA / "musique_dev.json").read_text())[: args.examples]
+    examples = datasets.musique()[: args.examples]
     prompts = []
     for ex in examples:
         docs = [f"{c['title']}\n{c['text']}" for c in ex["ctxs"][:passages]]

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: prompts from the evaluation data, timing, result files."""
+"""Helpers shared by the benchmarks: prose from the evaluation data, timing, result files."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from typing import Any
 
 import torch
 
+from bench import datasets
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DATA = ROOT.parent / "shared" / "data"
 
 
 def musique_text() -> str:
     """All MuSiQue passages joined: real prose to cut prompts of any length from."""
-    examples = json.loads((DATA / "musique_dev.json").read_text())
+    examples = datasets.musique()
     return "\n\n".join(c["text"] for ex in examples for c in ex["ctxs"])
 
 
@@ -34,12 +35,15 @@ def median(xs: list[float]) -> float:
 
 
 def machine() -> dict[str, Any]:
-    flags = ""
+    flags = model = ""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        flags = next((ln for ln in cpuinfo.read_text().splitlines() if ln.startswith("flags")), "")
+        lines = cpuinfo.read_text().splitlines()
+        flags = next((ln for ln in lines if ln.startswith("flags")), "")
+        model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": model or platform.machine(),
         "threads": torch.get_num_threads(),
         "amx": "amx_bf16" in flags,
         "avx512": "avx512f" in flags,

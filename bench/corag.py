@@ -21,7 +21,6 @@ Writes: bench/results/corag.{json,md,png}
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -30,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from engine.blend.options import BlendOptions
 from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
@@ -66,7 +66,7 @@ SETTINGS = (("topk", "cold"), ("corag", "cold"), ("topk", "warm"), ("corag", "wa
 
 
 def load_examples(limit: int, engine: TorchEngine, embedder: Embedder) -> list[dict[str, Any]]:
-    examples = json.loads((DATA / "musique_dev.json").read_text())[:limit]
+    examples = datasets.musique()[:limit]
     texts = [f"{c['title']}. {c['text']}" for ex in examples for c in ex["ctxs"]]
     started = time.perf_counter()
     vectors = embedder.embed(texts)
@@ -205,7 +205,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=75)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=SelectionConfig().iterations)
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.MUSIQUE)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     engine = TorchEngine(EngineConfig(Settings().model_dir(), dtype="float32", num_threads=args.threads))
     embedder = QueryMemo()

@@ -12,12 +12,12 @@ Writes: bench/results/kv_fetch.{json,md,png}
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from bench.kv_store import start_redis
 from cache.config import StoreConfig
 from cache.tiered import TieredStore
@@ -59,11 +59,13 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.MUSIQUE)
     settings = Settings()
     model_dir = settings.model_dir()
     dtype = settings.engine_config().dtype  # the server's remembered choice, not a fresh probe
-    examples = json.loads((DATA / "musique_dev.json").read_text())[: args.examples]
+    examples = datasets.musique()[: args.examples]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         proc, port, _ = start_redis(tmp)

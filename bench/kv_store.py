@@ -13,7 +13,7 @@ values. Times are medians over repetitions, torch on one thread; "GB/s" is raw K
 "transfer" (Redis) is the bytes only. Cold disk reads drop each file from the page cache
 with posix_fadvise(DONTNEED) after a sync before every read. The layer-wise section times
 TieredStore.get_many_layered against get_many. The SQuAD section replays
-/work/shared/data/squad_v2_dev_subset.json through the memory tier (LRU vs Cache-Craft).
+the SQuAD 2.0 dev subset (`--data`) through the memory tier (LRU vs Cache-Craft).
 The machine is shared and noisy: compare numbers of one run, not across runs.
 """
 
@@ -40,6 +40,8 @@ from typing import Any
 import redis
 import torch
 
+from bench import datasets
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cache import StoreConfig, TieredStore
@@ -56,7 +58,6 @@ from cache.replay import replay
 LAYERS, HEADS, DIM = 30, 3, 64
 ENGINE_MS_PER_LAYER = 2.0
 RESULTS = Path(__file__).resolve().parent / "results"
-SQUAD = Path("/work/shared/data/squad_v2_dev_subset.json")
 _STOP = frozenset(
     (
         "the",
@@ -433,7 +434,9 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, 256-token entries only")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for kv_store.{json,md,png}")
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.SQUAD)
     torch.set_num_threads(1)  # as in the background writer; stable on a shared machine
     load_start = os.getloadavg()[0]
     reps = 3 if args.quick else 9
@@ -451,7 +454,7 @@ def main() -> None:
         proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     print("squad", flush=True)
-    squad = squad_replay(SQUAD)
+    squad = squad_replay(datasets.data_path(datasets.SQUAD))
     res = {
         "meta": f"torch {torch.__version__}, {os.cpu_count()} CPUs, quick={args.quick}, reps={reps}, "
         f"entry shape {LAYERS}x{HEADS}xTx{DIM} bf16 (K and V), load average at start/end "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import random
 import shlex
@@ -32,7 +31,8 @@ from typing import Any
 
 import httpx
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from bench.load_client import Payload, RequestRecord, Sender, open_loop, stream_generate
 from bench.load_openai import stream_chat
 from bench.load_stats import Slo, kv_hit_rates, summarize, without_nan
@@ -76,7 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="load_sweep")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
+    datasets.add_data_option(p)
     args = p.parse_args(argv)
+    datasets.use_data(args.data, datasets.SQUAD if args.workload == "squad" else datasets.MUSIQUE)
     args.shuffle, args.prewarm = True, True  # what loadtest's helpers read
     return args
 
@@ -85,7 +87,7 @@ def squad_pool(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The paragraphs to ingest and the answerable questions about them."""
     paragraphs: list[str] = []
     asked: list[str] = []
-    for article in json.loads((DATA / "squad_v2_dev_subset.json").read_text())["data"]:
+    for article in datasets.squad()["data"]:
         for para in article["paragraphs"]:
             if args.paragraphs and len(paragraphs) >= args.paragraphs:
                 break

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import shlex
 import subprocess
@@ -36,7 +35,8 @@ from typing import Any
 
 import httpx
 
-from bench.common import DATA, RESULTS, ROOT, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, ROOT, machine, write_results
 from bench.load_client import Payload, RequestRecord, closed_loop, open_loop, stream_generate
 from bench.load_report import markdown, plot
 from bench.load_stats import Slo, kv_counters, kv_hit_rates, summarize, without_nan
@@ -71,11 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="loadtest", help="result file name")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
-    return p.parse_args(argv)
+    datasets.add_data_option(p)
+    args = p.parse_args(argv)
+    datasets.use_data(args.data, datasets.MUSIQUE)
+    return args
 
 
 def questions(count: int, offset: int = 0) -> list[dict[str, Any]]:
-    examples = json.loads((DATA / "musique_dev.json").read_text())
+    examples = datasets.musique()
     if offset + count > len(examples):
         raise SystemExit(f"MuSiQue has {len(examples)} questions; {offset + count} needed")
     return list(examples[offset : offset + count])

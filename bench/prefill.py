@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from bench import datasets
 from bench.common import machine, median, musique_text, timed, write_results
 from engine.config import ModelConfig
 from engine.dtype_probe import fastest_dtype
@@ -98,7 +99,9 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.MUSIQUE)
     torch.set_num_threads(args.threads)
 
     model_dir = Settings().model_dir()

@@ -18,7 +18,6 @@ Writes: bench/results/retrieval.{json,md,png}
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import DATA, RESULTS, machine, write_results
+from bench import datasets
+from bench.common import RESULTS, machine, write_results
 from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
 from retrieval.chunkers.factory import chunk_spans
@@ -57,7 +57,7 @@ KS = (1, 3, 5)
 
 
 def load_corpus(quick: bool, flatten: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
-    articles = json.loads((DATA / "squad_v2_dev_subset.json").read_text())["data"]
+    articles = datasets.squad()["data"]
     if quick:
         articles = [{**articles[0], "paragraphs": articles[0]["paragraphs"][:10]}]
     docs, questions = [], []
@@ -259,7 +259,9 @@ def main() -> None:
     # float32: on CPUs without AMX it beats bf16 here, and bf16 pays extra for each new input length
     parser.add_argument("--dtype", default="float32", choices=("auto", "bfloat16", "float32"))
     parser.add_argument("--threads", type=int, default=2)
+    datasets.add_data_option(parser)
     args = parser.parse_args()
+    datasets.use_data(args.data, datasets.SQUAD)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     engine = TorchEngine(EngineConfig(Settings().model_dir(), dtype=args.dtype, num_threads=args.threads))
     docs, questions = load_corpus(args.quick, args.flatten)

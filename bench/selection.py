@@ -34,6 +34,7 @@ from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
 
+from bench import datasets
 from bench.common import RESULTS, machine, write_results
 from bench.corag import QueryMemo
 from bench.metrics import best_f1
@@ -126,7 +127,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--distraction", type=float, default=None, help="the embedding scorer's; default its own")
     p.add_argument("--dev", action="store_true", help="the disjoint tuning slice of questions")
     p.add_argument("--name", default="selection", help="result files bench/results/<name>.*")
-    return p.parse_args()
+    datasets.add_data_option(p)
+    args = p.parse_args()
+    needed = [datasets.SQUAD] * (args.squad > 0) + [datasets.MUSIQUE] * (args.musique > 0)
+    datasets.use_data(args.data, *needed)
+    return args
 
 
 def main() -> None:

@@ -11,12 +11,11 @@ further on), so defaults are tuned on other questions than the ones the benchmar
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 
-from bench.common import DATA
+from bench import datasets
 from bench.corag import QueryMemo
 from engine.torch_engine import TorchEngine
 from retrieval.selection import Candidate
@@ -42,7 +41,7 @@ def as_candidates(engine: TorchEngine, texts: list[str], vectors: np.ndarray) ->
 
 
 def musique(n: int, engine: TorchEngine, embedder: QueryMemo, dev: bool = False) -> list[Example]:
-    rows = json.loads((DATA / "musique_dev.json").read_text())
+    rows = datasets.musique()
     out: list[Example] = []
     for ex in reversed(rows) if dev else rows:
         if len(out) == n:
@@ -59,7 +58,7 @@ def musique(n: int, engine: TorchEngine, embedder: QueryMemo, dev: bool = False)
 def squad(n: int, engine: TorchEngine, embedder: QueryMemo, dev: bool = False) -> list[Example]:
     if n <= 0:
         return []
-    articles = json.loads((DATA / "squad_v2_dev_subset.json").read_text())["data"]
+    articles = datasets.squad()["data"]
     questions = [
         (a, p, qa)
         for a, article in enumerate(articles)

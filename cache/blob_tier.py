@@ -55,7 +55,9 @@ class BlobTier(ChunkStore):
     def decode_one(self, key: str, blob: Blob) -> ChunkEntry | None:
         """Decode and verify ``blob``; a bad one is dropped, counted and read as None."""
         try:
-            return decode(blob, expected_key=key, expected_fingerprint=self.model_fingerprint)
+            return decode(
+                blob, expected_key=key, expected_fingerprint=self.model_fingerprint, auth=self.codec.auth
+            )
         except CorruptEntry as exc:
             self.corrupt(key, exc)
             return None
@@ -63,7 +65,7 @@ class BlobTier(ChunkStore):
     def corrupt(self, key: str, exc: CorruptEntry) -> None:
         """Count, log and drop an entry found bad."""
         log.warning("%s tier: dropping bad entry %s (%s)", self.name, key[:16], exc)
-        self.metrics.add("corrupt")
+        self.metrics.add("unauthenticated" if exc.reason == "mac" else "corrupt")
         self.drop(key)
 
     def decode_blobs(

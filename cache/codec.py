@@ -18,6 +18,7 @@ import zstandard
 
 from cache.blob_layout import (
     COMPRESSION_CODES,
+    FLAG_AUTH,
     FLAG_INT8,
     HEADER,
     HEADER_SIZE,
@@ -32,19 +33,26 @@ from cache.blob_layout import (
 from cache.checksum import digest
 from cache.config import Compression
 from cache.entry import DTYPES, ChunkEntry
+from cache.entry_auth import META, PAYLOAD, TAG_SIZE, EntryAuth, layer_tag_index
 from cache.errors import CorruptEntry
 from cache.quant import QUANT_SCHEME, dequantize_int8, quantize_int8
 
-__all__ = ["HEADER_SIZE", "CodecOptions", "decode", "encode", "entry_view", "read_header"]
+__all__ = ["HEADER_SIZE", "MAX_RAW_BYTES", "CodecOptions", "decode", "encode", "entry_view", "read_header"]
+
+# Decompression never trusts the size an entry claims: output grows a step at a time, up to the
+# claimed size and never past MAX_RAW_BYTES, so a small forged entry cannot make us allocate gigabytes.
+MAX_RAW_BYTES = 1 << 30
+_STEP = 1 << 20
 
 
 @dataclass(frozen=True)
 class CodecOptions:
-    """How ``encode`` stores K/V."""
+    """How ``encode`` stores K/V, and (``auth``) the key entries are tagged with and must bear."""
 
     compression: Compression = "none"
     quantize: bool = False
     zstd_level: int = 3
+    auth: EntryAuth | None = None
 
 
 def _raw_view(t: torch.Tensor) -> memoryview:
@@ -75,13 +83,22 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         views.append(view)
         offset += view.nbytes
     layer_crc = None
+    signer = nonce = None
+    if opts.auth is not None:
+        nonce = opts.auth.new_nonce()
+        signer = opts.auth.signer(nonce)
+    layer_tags: list[list[str]] | None = None
     if not opts.quantize and opts.compression == "none":
         layers = entry.meta.num_layers
         k_view, v_view = views
         per = k_view.nbytes // max(layers, 1)
-        layer_crc = [
-            digest(k_view[i * per : (i + 1) * per], v_view[i * per : (i + 1) * per]) for i in range(layers)
-        ]
+        spans = [(k_view[i * per : (i + 1) * per], v_view[i * per : (i + 1) * per]) for i in range(layers)]
+        layer_crc = [digest(k, v) for k, v in spans]
+        if signer is not None:
+            layer_tags = [
+                [signer.tag(layer_tag_index(i, 0), k).hex(), signer.tag(layer_tag_index(i, 1), v).hex()]
+                for i, (k, v) in enumerate(spans)
+            ]
     payload: Any = None
     payload_len = offset
     if opts.compression != "none":
@@ -91,7 +108,7 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         else:
             payload = zstandard.ZstdCompressor(level=opts.zstd_level).compress(raw)
         payload_len = len(payload)
-    info = {
+    info: dict[str, Any] = {
         "key": entry.key,
         "meta": entry.meta.to_json(),
         "raw_len": offset,
@@ -99,10 +116,19 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         "sections": sections,
         "layer_crc": layer_crc,
     }
+    if signer is not None:
+        stored = payload if payload is not None else b"".join(views)
+        info["auth"] = {"payload": signer.tag(PAYLOAD, stored).hex(), "layers": layer_tags}
     meta_json = json.dumps(info, separators=(",", ":")).encode()
+    flags = COMPRESSION_CODES[opts.compression] | (FLAG_INT8 if opts.quantize else 0)
+    if signer is not None and nonce is not None:
+        flags |= FLAG_AUTH
+        meta_len = len(meta_json) + len(nonce) + TAG_SIZE
+        head = bytearray(HEADER_SIZE)
+        HEADER.pack_into(head, 0, MAGIC, VERSION, flags, meta_len, payload_len, 0, 0)
+        meta_json += nonce + signer.tag(META, bytes(head[:META_CRC_SPAN]) + meta_json)
     body = body_offset(len(meta_json))
     out = bytearray(body + payload_len)
-    flags = COMPRESSION_CODES[opts.compression] | (FLAG_INT8 if opts.quantize else 0)
     HEADER.pack_into(out, 0, MAGIC, VERSION, flags, len(meta_json), payload_len, 0, 0)
     out[HEADER_SIZE : HEADER_SIZE + len(meta_json)] = meta_json
     if payload is None:
@@ -127,24 +153,34 @@ def read_header(blob: Any) -> tuple[int, int, int, int]:
     return flags, meta_len, payload_len, body_offset(meta_len) + payload_len
 
 
-def decode(blob: Any, expected_key: str | None = None, expected_fingerprint: str | None = None) -> ChunkEntry:
+def decode(
+    blob: Any,
+    expected_key: str | None = None,
+    expected_fingerprint: str | None = None,
+    auth: EntryAuth | None = None,
+) -> ChunkEntry:
     """Rebuild an entry from ``blob`` (bytes, bytearray, memoryview or mmap).
 
     Raises CorruptEntry (or a subclass) for anything not exactly as ``encode`` wrote it,
-    and WrongModel if the stored key or model fingerprint is not the expected one.
+    WrongModel if the stored key or model fingerprint is not the expected one, and, under
+    ``auth``, CorruptEntry("mac") for an entry not tagged with that key.
     Immutable ``bytes`` are copied once (torch only views writable memory).
     """
     mv = memoryview(blob).cast("B")
-    layout = read_layout(mv, expected_key, expected_fingerprint)
+    layout = read_layout(mv, expected_key, expected_fingerprint, auth)
     if mv.nbytes != layout.total:
         raise CorruptEntry("truncated", f"{mv.nbytes} bytes, header says {layout.total}")
     stored = mv[layout.body :]
     if digest(stored) != layout.payload_crc:
         raise CorruptEntry("checksum", "payload")
+    if not layout.payload_ok(stored):
+        raise CorruptEntry("mac", "payload tag does not match this server's key")
+    if layout.compression != "none" and layout.raw_len > MAX_RAW_BYTES:
+        raise CorruptEntry("metadata", f"claims {layout.raw_len} raw bytes, the limit is {MAX_RAW_BYTES}")
     payload: Any
     try:
         if layout.compression == "lz4":
-            payload = lz4.frame.decompress(stored, return_bytearray=True)
+            payload = _unlz4(stored, layout.raw_len)
         elif layout.compression == "zstd":
             payload = _unzstd(stored, layout.raw_len)
         else:
@@ -180,16 +216,30 @@ def _build(layout: BlobLayout, payload: Any) -> ChunkEntry:
     return entry
 
 
+def _unlz4(data: memoryview, raw_len: int) -> bytearray:
+    out = bytearray()
+    dec = lz4.frame.LZ4FrameDecompressor()
+    pending: Any = data
+    while not dec.eof:
+        out += dec.decompress(pending, max_length=_STEP)
+        pending = b""
+        if len(out) > raw_len:
+            raise CorruptEntry("truncated", f"lz4 payload gives more than the {raw_len} bytes claimed")
+        if dec.needs_input and not dec.eof:
+            raise CorruptEntry("truncated", f"lz4 payload ended after {len(out)} of {raw_len} bytes")
+    if len(out) != raw_len:
+        raise CorruptEntry("truncated", f"lz4 payload gave {len(out)} bytes, expected {raw_len}")
+    return out
+
+
 def _unzstd(data: memoryview, raw_len: int) -> bytearray:
-    out = bytearray(raw_len)
-    view = memoryview(out)
-    got = 0
+    out = bytearray()
     with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-        while got < raw_len:
-            n = reader.readinto(view[got:])
-            if not n:
+        while len(out) < raw_len:
+            piece = reader.read(min(_STEP, raw_len - len(out)))
+            if not piece:
                 break
-            got += n
-        if got != raw_len or reader.read(1):
-            raise CorruptEntry("truncated", f"zstd payload gave {got} bytes, expected {raw_len}")
+            out += piece
+        if len(out) != raw_len or reader.read(1):
+            raise CorruptEntry("truncated", f"zstd payload gave {len(out)} bytes, expected {raw_len}")
     return out

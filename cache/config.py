@@ -38,6 +38,9 @@ class StoreConfig:
     - ``write_queue``: pending background writes (batches) before new ones are dropped.
     - ``model_fingerprint``: if set, entries of another model are rejected as corrupt.
     - ``namespace``: prefix of Redis key names, to share one server between deployments.
+    - ``entry_secret``: if set, Redis and disk entries are tagged with a key derived from it
+      (``cache.entry_auth``) and an entry without a valid tag is a miss, counted as
+      ``unauthenticated``; replicas that share a tier must share the secret.
     """
 
     memory_bytes: int = 2 * GiB
@@ -57,6 +60,7 @@ class StoreConfig:
     write_queue: int = 256
     model_fingerprint: str | None = None
     namespace: str = "rbkv"
+    entry_secret: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.memory_bytes < 0 or self.redis_bytes < 0 or self.disk_bytes < 0:

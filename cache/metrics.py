@@ -49,6 +49,7 @@ class TierStats:
     evictions: int
     errors: int
     corrupt: int
+    unauthenticated: int
     skipped_writes: int
     entries: int
     bytes_used: int
@@ -111,6 +112,7 @@ class TierMetrics:
         "evictions",
         "errors",
         "corrupt",
+        "unauthenticated",
         "skipped_writes",
     )
 

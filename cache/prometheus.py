@@ -25,6 +25,10 @@ _COUNTERS = (
     ("evictions", "Entries evicted from the tier to meet its budget"),
     ("errors", "Backend errors of the tier (each turned into a miss or skipped write)"),
     ("corrupt", "Stored entries found truncated, corrupt or foreign, and dropped"),
+    (
+        "unauthenticated",
+        "Stored entries without a valid tag of this server's key (forged or foreign), dropped",
+    ),
     ("skipped_writes", "Entries not written (too large, backend down, disk full)"),
 )
 

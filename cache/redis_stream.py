@@ -90,7 +90,8 @@ def stream_parts(
         start_layer = e.next_layer
         while e.next_layer < len(e.needs) and all(e.received[p] for p in e.needs[e.next_layer]):
             if not e.layout.layer_ok(e.buf, e.next_layer):
-                fail(e, CorruptEntry("checksum", f"layer {e.next_layer}"))
+                reason = "checksum" if e.layout.signer is None else "mac"  # a bad tag or checksum
+                fail(e, CorruptEntry(reason, f"layer {e.next_layer}"))
                 return
             e.next_layer += 1
         if e.next_layer > start_layer:
@@ -111,7 +112,7 @@ def stream_parts(
                 fail(e)
                 continue
             try:
-                e.layout = read_layout(e.buf[: e.spans[0][1]], e.key, tier.model_fingerprint)
+                e.layout = read_layout(e.buf[: e.spans[0][1]], e.key, tier.model_fingerprint, tier.codec.auth)
             except CorruptEntry as exc:
                 if exc.reason != "truncated":  # metadata longer than one part: whole-entry mode
                     fail(e, exc)
@@ -150,7 +151,7 @@ def stream_parts(
             entry = entry_view(e.layout, e.buf)  # every layer verified: the whole payload is
         elif e.ok:
             try:
-                entry = decode(e.buf, e.key, tier.model_fingerprint)
+                entry = decode(e.buf, e.key, tier.model_fingerprint, tier.codec.auth)
             except CorruptEntry as exc:
                 fail(e, exc)
                 continue

@@ -12,6 +12,7 @@ from cache.codec import CodecOptions, encode
 from cache.config import StoreConfig
 from cache.disk_tier import DiskTier
 from cache.entry import ChunkEntry
+from cache.entry_auth import EntryAuth
 from cache.eviction import make_policy
 from cache.layered import LayeredFetch
 from cache.layered_read import fill_layered
@@ -24,9 +25,15 @@ from cache.writer import BackgroundWriter
 log = logging.getLogger(__name__)
 
 
+def codec_options(config: StoreConfig) -> CodecOptions:
+    """How the blob tiers encode, and the key their entries must be tagged with."""
+    auth = EntryAuth(config.entry_secret) if config.entry_secret else None
+    return CodecOptions(compression=config.compression, quantize=config.quantize, auth=auth)
+
+
 def build_tiers(config: StoreConfig) -> tuple[MemoryTier | None, list[BlobTier]]:
     """The tiers ``config`` enables: the memory tier and the blob tiers in read order."""
-    codec = CodecOptions(compression=config.compression, quantize=config.quantize)
+    codec = codec_options(config)
     memory = None
     if config.memory_bytes > 0:
         memory = MemoryTier(config.memory_bytes, make_policy(config.eviction, config.craft_turnovers))
@@ -85,7 +92,7 @@ class TieredStore(ChunkStore):
             blob_tiers = built
         self.memory = memory
         self.blob_tiers: list[BlobTier] = list(blob_tiers or [])
-        self.codec = CodecOptions(compression=config.compression, quantize=config.quantize)
+        self.codec = codec_options(config)
         self.writer = BackgroundWriter(config.write_queue)
         self._fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragblend-kv-fetch")
         self._layer_fetches = 0

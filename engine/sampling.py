@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+# The seeds torch's generator accepts: signed or unsigned 64-bit integers.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
 
 @dataclass(frozen=True)
 class SamplingParams:
@@ -25,6 +28,8 @@ class SamplingParams:
             raise ValueError("temperature must be >= 0")
         if not 0 < self.top_p <= 1:
             raise ValueError("top_p must be in (0, 1]")
+        if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
+            raise ValueError(f"seed must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
 
 
 class Sampler:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from engine.sampling import SEED_MAX, SEED_MIN
 from server.schemas import BlendRequest
 
 
@@ -50,7 +51,7 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, gt=0)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit sampling seed")
     stop: StrictStr | list[StrictStr] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

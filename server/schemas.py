@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
+from engine.sampling import SEED_MAX, SEED_MIN
 from retrieval.selection import SelectionConfig
 from server.rag_context import Citation, SelectionReport
 
@@ -39,7 +40,7 @@ class GenerateRequest(BaseModel):
     max_tokens: int | None = Field(None, gt=0, description="new tokens at most (default from settings)")
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit sampling seed")
     stop: StrictStr | list[StrictStr] | None = None
     stream: bool = False
     blend: BlendRequest = Field(default_factory=BlendRequest)

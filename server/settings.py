@@ -14,7 +14,7 @@ from engine.assets import EMBEDDED_MODEL, resolve_model
 from engine.config import EngineConfig
 from engine.dtype_probe import remembered_dtype
 from engine.vllm.options import VllmOptions
-from server.api_keys import ApiKeySpec
+from server.api_keys import ApiKeySpec, load_tenant_secret
 
 
 def default_data_dir() -> Path:
@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     kv_compression: Literal["none", "lz4", "zstd"] = "none"
     kv_quantize: bool = False
     kv_eviction: Literal["lru", "craft"] = "lru"
+    # Redis and disk entries carry tags made with a key derived from the tenant secret; an entry
+    # without a valid one (forged, or from a replica with another secret) is a miss
+    kv_authenticate: bool = True
 
     # --- retrieval ---
     # a sentence-transformers model directory; unset: the packaged all-MiniLM-L6-v2
@@ -112,7 +115,14 @@ class Settings(BaseSettings):
             compression=self.kv_compression,
             quantize=self.kv_quantize,
             eviction=self.kv_eviction,
+            entry_secret=self.entry_secret() if self.kv_authenticate else None,
         )
+
+    def entry_secret(self) -> bytes:
+        """What chunk-cache entries are authenticated with: the tenant secret (configured, or the
+        one generated once into the data dir), so replicas that share it share their caches."""
+        configured = self.tenant_secret.get_secret_value() if self.tenant_secret else None
+        return load_tenant_secret(configured, self.data_dir)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 # Nothing may be downloaded: models come from installed packages.
@@ -15,8 +17,29 @@ import pytest
 from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
 from server.settings import Settings
+from tests.isolation import suite_audit
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+# Every file this process opens from here on is checked: the suite reads nothing outside the repository.
+AUDIT = suite_audit()
+sys.addaudithook(AUDIT.hook)
+
+
+@pytest.fixture(autouse=True)
+def _reads_stay_in_the_repository() -> Iterator[None]:
+    start = len(AUDIT.violations)
+    yield
+    opened = sorted(set(AUDIT.violations[start:]))
+    if opened:
+        pytest.fail(f"the test opened files outside the repository: {opened}", pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # what collection or a session fixture opened is not seen by the per-test check
+    if AUDIT.violations and exitstatus == 0:
+        print(f"\nfiles opened outside the repository: {sorted(set(AUDIT.violations))}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

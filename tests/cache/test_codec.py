@@ -94,3 +94,68 @@ def test_malformed_entries_are_refused_on_encode() -> None:
         encode(bad)
     with pytest.raises(ValueError):
         encode(type(entry)(entry.key, entry.k.float(), entry.v, entry.meta))
+
+
+def _forge(blob: bytes, raw_len: int, payload: bytes) -> bytes:
+    """A copy of `blob` that claims `raw_len` raw bytes and carries `payload`, with every checksum
+    recomputed: what someone who can write to a shared tier could store."""
+    import json
+    import zlib
+
+    from cache.blob_layout import HEADER, META_CRC_SPAN, body_offset
+    from cache.checksum import digest
+
+    magic, version, flags, meta_len, _, _, _ = HEADER.unpack_from(blob, 0)
+    info = json.loads(blob[HEADER_SIZE : HEADER_SIZE + meta_len])
+    info["raw_len"] = raw_len
+    meta = json.dumps(info, separators=(",", ":")).encode()
+    body = body_offset(len(meta))
+    out = bytearray(body + len(payload))
+    HEADER.pack_into(out, 0, magic, version, flags, len(meta), len(payload), 0, 0)
+    out[HEADER_SIZE : HEADER_SIZE + len(meta)] = meta
+    out[body:] = payload
+    meta_crc = zlib.crc32(meta, zlib.crc32(bytes(out[:META_CRC_SPAN])))
+    struct.pack_into("<II", out, HEADER_SIZE - 8, meta_crc, digest(memoryview(out)[body:]))
+    return bytes(out)
+
+
+def _peak_bytes(fn: object) -> int:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptEntry):
+            fn()  # type: ignore[operator]
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_a_decompression_bomb_is_refused_in_bounded_memory(compression: str) -> None:
+    import lz4.frame
+    import zstandard
+
+    entry = make_entry(6)
+    blob = bytes(encode(entry, CodecOptions(compression)))  # type: ignore[arg-type]
+    raw_len = read_header(encode(entry))[2]
+    bomb = b"\0" * (256 << 20)
+    packed = lz4.frame.compress(bomb) if compression == "lz4" else zstandard.compress(bomb)
+    assert len(packed) < 2 << 20
+    forged = _forge(blob, raw_len, packed)  # honest size, 256 MiB inside
+    assert _peak_bytes(lambda: decode(forged)) < 16 << 20
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_a_claimed_size_is_never_allocated_up_front(compression: str) -> None:
+    from cache.codec import MAX_RAW_BYTES
+
+    entry = make_entry(7)
+    blob = bytes(encode(entry, CodecOptions(compression)))  # type: ignore[arg-type]
+    payload_len = read_header(blob)[2]
+    payload = blob[len(blob) - payload_len :]
+    big = _forge(blob, 768 << 20, payload)  # under the limit: refused once the payload runs out
+    assert _peak_bytes(lambda: decode(big)) < 16 << 20
+    huge = _forge(blob, MAX_RAW_BYTES + 1, payload)
+    with pytest.raises(CorruptEntry, match="limit"):
+        decode(huge)

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import main
+from tests.texts import write_data_dir
 
 TINY = ["--paragraphs", "3", "--top-k", "2", "--max-tokens", "2", "--warmup", "1", "--level-seconds", "2"]
 
 
 def _run(gateway: str, tmp_path: Path, name: str, *extra: str) -> dict[str, Any]:
+    data = write_data_dir(tmp_path / "data")
     argv = ["--url", gateway, "--modes", "cachecraft", *TINY, "--out-dir", str(tmp_path), "--name", name]
+    argv += ["--data", str(data)]
     return main([*argv, *extra])
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from bench.load_client import RequestRecord, poisson_times, stream_generate
 from bench.load_stats import percentile
 from bench.loadtest import main
+from tests.texts import write_data_dir
 
 
 def test_percentile_matches_numpy() -> None:
@@ -59,7 +60,7 @@ def test_loadtest_smoke_against_a_running_server(gateway: str, tmp_path: Path) -
         "2",
     ]
     argv += ["--passages", "1", "--pool", "2", "--max-tokens", "4", "--max-seconds", "240", "--prewarm"]
-    argv += ["--out-dir", str(tmp_path), "--name", "smoke"]
+    argv += ["--out-dir", str(tmp_path), "--name", "smoke", "--data", str(write_data_dir(tmp_path / "data"))]
     payload = main(argv)
     assert [(lv["kind"], lv["load"]) for lv in payload["levels"]] == [("rate", 4.0), ("concurrency", 2.0)]
     for level in payload["levels"]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.blend.options import BlendOptions
@@ -15,8 +13,7 @@ from engine.prompt import Prompt
 from engine.sampling import SamplingParams
 from engine.scheduler import Scheduler
 from engine.torch_engine import TorchEngine
-
-MUSIQUE = Path(__file__).resolve().parents[3] / "shared" / "data" / "musique_dev.json"
+from tests.texts import rag_docs
 
 
 @dataclass
@@ -67,8 +64,6 @@ def drain(sink: ThreadSink) -> Outcome:
     return outcome(list(sink.events()))
 
 
-def musique_docs(example: int, count: int, words: int) -> tuple[str, list[str]]:
-    """A real question and `count` of its passages cut to `words` words."""
-    ex = json.loads(MUSIQUE.read_text())[example]
-    docs = [" ".join((c["title"] + ". " + c["text"]).split()[:words]) for c in ex["ctxs"][:count]]
-    return ex["question"], docs
+def suite_docs(example: int, count: int, words: int) -> tuple[str, list[str]]:
+    """A question and `count` passages about it (tests/texts.py), each cut to `words` words."""
+    return rag_docs(example, count, words)

@@ -11,7 +11,7 @@ from engine.prompt import Prompt
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from tests.engine.conftest import SchedulerFactory
-from tests.engine.scheduling import Outcome, alone, drain, musique_docs, outcome, submit
+from tests.engine.scheduling import Outcome, alone, drain, outcome, submit, suite_docs
 
 GREEDY = SamplingParams(max_tokens=16)
 
@@ -19,7 +19,7 @@ GREEDY = SamplingParams(max_tokens=16)
 @pytest.fixture(scope="module")
 def prompts(engine: TorchEngine) -> list[Prompt]:
     """Prompts of very different lengths (a few tokens to a few hundred)."""
-    question, docs = musique_docs(5, 3, 60)
+    question, docs = suite_docs(5, 3, 60)
     out = [
         engine.build_prompt("Hi!", None, None),
         engine.build_prompt("Name three rivers in Europe and the seas they flow into.", None, None),

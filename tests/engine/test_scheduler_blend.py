@@ -7,7 +7,7 @@ from engine.events import FinishEvent, GenerationEvent
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from tests.engine.conftest import SchedulerFactory
-from tests.engine.scheduling import Outcome, alone, drain, musique_docs, submit
+from tests.engine.scheduling import Outcome, alone, drain, submit, suite_docs
 
 PARAMS = SamplingParams(max_tokens=8)
 CACHEBLEND = BlendOptions(mode="cacheblend", ratio=0.15)
@@ -19,8 +19,8 @@ def test_blended_requests_in_a_batch_match_their_runs_alone(
     # Disjoint documents, so no request's write-back changes what another one finds in the cache; the
     # shared system prefix is cached beforehand under both salts, for the same reason.
     prompts = []
-    for example in (7, 8, 9):
-        question, docs = musique_docs(example, 2, 40)
+    for example in (0, 4, 8):  # passages 0-1, 4-5 and 8-9
+        question, docs = suite_docs(example, 2, 40)
         prompts.append(engine.build_prompt(question, docs, None))
     prefix = len(prompts[0].pieces[0].ids)
     for salt in ("sched-ref", "sched-batch"):
@@ -61,7 +61,7 @@ def test_blended_requests_in_a_batch_match_their_runs_alone(
 def test_a_blended_request_reuses_what_an_answered_one_is_still_storing(
     new_scheduler: SchedulerFactory, engine: TorchEngine
 ) -> None:
-    question, docs = musique_docs(11, 2, 40)
+    question, docs = suite_docs(11, 2, 40)
     prompt = engine.build_prompt(question, docs, None)
     scheduler = new_scheduler(max_batch_size=4, prefill_chunk_tokens=2)
     first_id, first = submit(scheduler, prompt, PARAMS, CACHEBLEND, "sched-follow")

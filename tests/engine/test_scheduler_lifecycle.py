@@ -13,7 +13,7 @@ from engine.request_queue import QueueFull
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from tests.engine.conftest import SchedulerFactory
-from tests.engine.scheduling import drain, musique_docs, outcome, submit
+from tests.engine.scheduling import drain, outcome, submit, suite_docs
 
 LONG = SamplingParams(max_tokens=300)
 ESSAY = "Write a detailed essay about the history of the Roman Empire."  # a long greedy answer
@@ -57,7 +57,7 @@ def test_cancel_while_waiting_and_while_prefilling(
     new_scheduler: SchedulerFactory, engine: TorchEngine
 ) -> None:
     scheduler = new_scheduler(max_batch_size=1, prefill_chunk_tokens=1)
-    question, docs = musique_docs(2, 4, 80)
+    question, docs = suite_docs(2, 4, 80)
     long_prompt = engine.build_prompt(question, docs, None)
     first_id, first = submit(scheduler, long_prompt, LONG)
     waiting, cancel_waiting = ThreadSink(), threading.Event()
@@ -95,7 +95,7 @@ def test_long_prefill_is_interleaved_with_running_decodes(
     events = run.events()
     head = [next(events) for _ in range(3)]
     assert all(isinstance(e, TokenEvent) for e in head)
-    question, docs = musique_docs(4, 5, 90)
+    question, docs = suite_docs(4, 5, 90)
     long_prompt = engine.build_prompt(question, docs, None)
     assert len(long_prompt) > 20 * chunk
     long_id, long_sink = submit(scheduler, long_prompt, SamplingParams(max_tokens=4))

@@ -101,6 +101,7 @@ def test_models_list_and_lookup(client: TestClient) -> None:
         ({"messages": [{"role": "assistant", "content": "hi"}]}, None, "last message"),
         (chat("hi", documents=["  "]), None, "documents.0"),
         (chat("hi", top_k=3), None, "top_k"),
+        (chat("hi", seed=2**70), "seed", "less than or equal to"),
         (chat("hi", stream_options={"include_usage": True}), None, "stream: true"),
     ],
 )

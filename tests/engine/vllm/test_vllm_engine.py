@@ -26,8 +26,8 @@ from tests.engine.vllm.vllm_fixtures import (
     backend_greedy,
     decode,
     dtype_of,
-    musique_prompts,
     plain_vllm_greedy,
+    rag_prompts,
     torch_greedy_text,
 )
 
@@ -42,7 +42,7 @@ QUALITY_STEPS = 32
 
 @pytest.fixture(scope="module")
 def prompts(engine: TorchEngine) -> list[Prompt]:
-    return musique_prompts(engine, count=3, passages=3)
+    return rag_prompts(engine, count=3, passages=3)
 
 
 @pytest.fixture(scope="module")

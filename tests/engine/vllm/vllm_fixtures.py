@@ -1,9 +1,8 @@
-"""What the vLLM tests share: MuSiQue prompts, a plain vLLM (no connector) as the reference, greedy
-decoding through the backend and through the torch engine's blender."""
+"""What the vLLM tests share: multi-passage prompts (tests/texts.py), a plain vLLM (no connector) as
+the reference, greedy decoding through the backend and through the torch engine's blender."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,21 +15,21 @@ from engine.prompt import Prompt
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from engine.vllm.options import VllmOptions
+from tests.texts import EXAMPLES, passages_for
 
 if TYPE_CHECKING:  # importable without vLLM, so the suite collects in an environment that lacks it
     from engine.vllm.backend import VllmEngine
 
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 VLLM_OPTIONS = VllmOptions(kv_cache_gib=1, max_num_seqs=4, reserved_cpus=0)
 
 
-def musique_prompts(engine: TorchEngine, count: int, passages: int) -> list[Prompt]:
-    examples = json.loads((DATA / "musique_dev.json").read_text())[:count]
+def rag_prompts(engine: TorchEngine, count: int, passages: int) -> list[Prompt]:
+    """`count` questions, each with `passages` whole passages ("title\ntext")."""
     return [
         engine.build_prompt(
-            ex["question"], [f"{c['title']}\n{c['text']}" for c in ex["ctxs"][:passages]], None
+            EXAMPLES[i].question, [f"{p.title}\n{p.text}" for p in passages_for(i, passages)], None
         )
-        for ex in examples
+        for i in range(count)
     ]
 
 

@@ -1,0 +1,180 @@
+"""What authenticating chunk-cache entries costs on the read path (cache/entry_auth.py).
+
+Entries the size of one SmolLM2-135M chunk (30 layers, 3 KV heads, head dim 64, bf16) are read back
+with and without the tag check, in one run, the two variants interleaved per repetition:
+
+- decode: one whole entry from bytes (`cache.codec.decode`), as the disk tier does after its mmap;
+- redis: a batch of entries through the Redis tier (a real redis-server on loopback), layer by layer
+  (`get_many_layered`, where every layer's tags are checked before it is released) and whole.
+
+Reports medians and the ratio with / without tags. Writes bench/results/kv_auth.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import RESULTS, machine, write_results
+from bench.kv_store import start_redis
+from cache import CodecOptions, StoreConfig, TieredStore, chunk_key, decode, encode
+from cache.entry import ChunkEntry, ChunkMeta
+from cache.entry_auth import EntryAuth
+
+SECRET = b"bench secret"
+LAYERS, HEADS, DIM = 30, 3, 64
+
+
+def entry(seed: int, tokens: int) -> ChunkEntry:
+    gen = torch.Generator().manual_seed(seed)
+    shape = (LAYERS, HEADS, tokens, DIM)
+    meta = ChunkMeta(
+        token_count=tokens, dtype="bfloat16", model_fingerprint="bench", prefix_id="p",
+        num_layers=LAYERS, num_kv_heads=HEADS, head_dim=DIM,
+    )  # fmt: skip
+    k = torch.randn(shape, generator=gen).to(torch.bfloat16)
+    v = torch.randn(shape, generator=gen).to(torch.bfloat16)
+    return ChunkEntry(chunk_key("bench", "p", list(range(seed, seed + tokens)), "s", "bfloat16"), k, v, meta)
+
+
+def median_ms(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def bench_decode(tokens: int, reps: int) -> dict[str, float]:
+    e = entry(1, tokens)
+    plain = encode(e)
+    tagged = encode(e, CodecOptions(auth=EntryAuth(SECRET)))
+    auth = EntryAuth(SECRET)
+    off = on = 0.0
+    for _ in range(3):  # interleaved rounds
+        off += median_ms(lambda: decode(plain), reps)
+        on += median_ms(lambda: decode(tagged, auth=auth), reps)
+    return {"tokens": tokens, "bytes": len(plain), "plain_ms": off / 3, "tagged_ms": on / 3}
+
+
+def bench_redis(url: str, tmp: Path, tokens: int, count: int, reps: int) -> dict[str, float]:
+    entries = [entry(100 + i, tokens) for i in range(count)]
+    keys = [x.key for x in entries]
+    stores = {}
+    for name, secret in (("plain", None), ("tagged", SECRET)):
+        cfg = StoreConfig(memory_bytes=0, redis_url=url, namespace=name, entry_secret=secret, disk_dir=None)
+        store = TieredStore(cfg)
+        store.put_many(entries)
+        store.flush()
+        stores[name] = store
+    out: dict[str, float] = {"tokens": tokens, "entries": count}
+    for name in stores:
+        out[f"{name}_layered_ms"] = out[f"{name}_whole_ms"] = 0.0
+    for _ in range(3):
+        for name, store in stores.items():
+            out[f"{name}_layered_ms"] += (
+                median_ms(lambda s=store: s.get_many_layered(keys).entries(30), reps) / 3
+            )
+            out[f"{name}_whole_ms"] += median_ms(lambda s=store: s.tier("redis").get_many(keys), reps) / 3
+    for store in stores.values():
+        assert all(x is not None for x in store.tier("redis").get_many(keys))
+        store.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    decode_rows = [bench_decode(t, args.reps) for t in (200, 1000)]
+    tmp = Path(tempfile.mkdtemp(prefix="kvauth-"))
+    proc, port, _ = start_redis(str(tmp))
+    try:
+        redis_rows = [bench_redis(f"redis://127.0.0.1:{port}/0", tmp, 200, n, args.reps) for n in (1, 10)]
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+    payload = {
+        "command": shlex.join([sys.executable.split("/")[-1], "-m", "bench.kv_auth", *sys.argv[1:]]),
+        "commit": commit.strip(),
+        "machine": machine(),
+        "decode": decode_rows,
+        "redis": redis_rows,
+    }
+    lines = [
+        "# Chunk-entry authentication on the read path",
+        "",
+        f"`{payload['command']}` at {payload['commit']}; {machine()['cpu_model']}, 1 torch thread; "
+        f"medians of {args.reps} reads x 3 interleaved rounds. Entries of SmolLM2-135M's shape, bf16.",
+        "",
+        "| read | entry | without tags | with tags | ratio |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in decode_rows:
+        lines.append(
+            f"| decode one entry | {r['tokens']} tokens, {r['bytes'] / 2**20:.1f} MiB | "
+            f"{r['plain_ms']:.2f} ms | {r['tagged_ms']:.2f} ms | {r['tagged_ms'] / r['plain_ms']:.2f}x |"
+        )
+    for r in redis_rows:
+        for kind in ("layered", "whole"):
+            p, t = r[f"plain_{kind}_ms"], r[f"tagged_{kind}_ms"]
+            lines.append(
+                f"| Redis, {kind} | {int(r['entries'])} x {int(r['tokens'])} tokens | {p:.2f} ms | "
+                f"{t:.2f} ms | {t / p:.2f}x |"
+            )
+    table = "\n".join(lines) + "\n"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    write_results("kv_auth", payload, table, args.out_dir)
+    plot(payload, args.out_dir / "kv_auth.png")
+    print(table)
+    print(json.dumps(payload["machine"]))
+
+
+def plot(payload: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, plain, tagged = [], [], []
+    for r in payload["decode"]:
+        labels.append(f"decode\n{r['tokens']} tok")
+        plain.append(r["plain_ms"])
+        tagged.append(r["tagged_ms"])
+    for r in payload["redis"]:
+        for kind in ("layered", "whole"):
+            labels.append(f"redis {kind}\n{int(r['entries'])}x{int(r['tokens'])}")
+            plain.append(r[f"plain_{kind}_ms"])
+            tagged.append(r[f"tagged_{kind}_ms"])
+    xs = range(len(labels))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.bar([x - 0.2 for x in xs], plain, 0.4, label="checksums only")
+    ax.bar([x + 0.2 for x in xs], tagged, 0.4, label="checksums + GMAC tags")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("ms (median)")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title("Chunk-entry read path with and without authentication")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
