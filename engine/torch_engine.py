@@ -18,6 +18,7 @@ from engine.base import Engine
 from engine.blend.blender import Blender
 from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
+from engine.cold_pieces import prefill_once, store_after_answer
 from engine.config import EngineConfig, ModelConfig
 from engine.dtype_probe import resolve_dtype
 from engine.event_sink import ThreadSink
@@ -145,12 +146,12 @@ class TorchEngine(Engine):
             timings = {"prefill_ms": (time.perf_counter() - started) * 1000}
             yield from self._decode(kv, logits, params, prompt, started, cancel, usage, timings)
             return
-        result = self.blender.prefill(prompt, blend, capacity, salt)
+        result, entries = prefill_once(self.blender, prompt, blend, capacity, salt)
         usage = {"cached_tokens": result.cached_tokens, "recomputed_tokens": result.recomputed_tokens}
         timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms}
         yield from self._decode(result.kv, result.logits, params, prompt, started, cancel, usage, timings)
         # After the final event: the answer is out, and what this request computed is stored.
-        self.blender.write_back(prompt, result, blend, salt)
+        store_after_answer(self.blender, prompt, result, blend, salt, entries)
 
     def _decode(
         self,
