@@ -66,6 +66,8 @@ def prefill_once(
         return blender.prefill_found(prompt, lookups, opts, capacity, fetch_ms), []
     entries = compute_missing(blender, prompt, lookups, salt)
     result = blender.prefill_found(prompt, lookups, opts, capacity, fetch_ms)
+    # Usage counts as cached only what came from the store, not the pieces computed here.
+    result.cached_tokens -= sum(e.k.shape[2] for e in entries)
     return result, entries
 
 
