@@ -21,12 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench import datasets
-from bench.common import ROOT, machine, write_results
+from bench.common import RESULTS, ROOT, machine, write_results
 from bench.local_server import local_server
 
 SERVERS = {
@@ -201,11 +202,33 @@ def main() -> None:
         "command": " ".join(sys.argv),
         "commit": commit,
         "machine": machine(),
-        "args": vars(args),
+        "args": {k: str(v) for k, v in vars(args).items()},
         "modes": modes,
     }
+    print(table, flush=True)
     write_results(args.name, payload, table)
-    print(table)
+    plot(modes, RESULTS / f"{args.name}.png")
+
+
+def plot(modes: dict[str, Any], path: Path) -> None:
+    """Per class and mode, p50 and p99 TTFT as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    labels = [f"{m}\n{c}" for m in modes for c in ("warm", "cold")]
+    p50 = [modes[m][c]["p50"] or 0 for m in modes for c in ("warm", "cold")]
+    p99 = [modes[m][c]["p99"] or 0 for m in modes for c in ("warm", "cold")]
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], p50, 0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], p99, 0.4, label="p99")
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("TTFT ms")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
