@@ -13,14 +13,15 @@ vectors reach the in-memory index, so a failure while preparing or writing it ch
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.collection_store import CollectionInfo, StoredCollection
 from retrieval.config import CollectionConfig
-from retrieval.errors import CollectionClosed, DocumentNotFound, InvalidDocument
+from retrieval.errors import CollectionClosed, DocumentExists, DocumentNotFound, InvalidDocument
 from retrieval.index import VectorIndex
 from retrieval.ingest import PreparedDocument
 from retrieval.records import DocumentInfo, StoredChunk
@@ -30,19 +31,10 @@ log = logging.getLogger(__name__)
 
 DB_FILE = "collection.db"
 
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    name: str
-    config: CollectionConfig
-    embedder: str
-    dim: int
-    documents: int
-    chunks: int
-    created_at: float
+__all__ = ["DB_FILE", "Collection", "CollectionInfo"]
 
 
-class Collection:
+class Collection(StoredCollection):
     def __init__(self, name: str, folder: Path, store: ChunkStore) -> None:
         self.name = name
         self.folder = folder
@@ -52,7 +44,7 @@ class Collection:
         self.embedder = str(store.get_meta("embedder"))
         self.created_at = float(store.get_meta("created_at"))
         self.lock = threading.RLock()
-        self.closed = False
+        self._closed = False
         self.index = self._load_or_rebuild_index()
         self._saved_version = self.store.version if self._index_file().exists() else -1
 
@@ -77,6 +69,10 @@ class Collection:
         if not (folder / DB_FILE).is_file():
             raise FileNotFoundError(f"{folder} holds no {DB_FILE}")
         return cls(name, folder, ChunkStore(folder / DB_FILE))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # --- the index ------------------------------------------------------------------------------
     def _index_file(self, version: int | None = None) -> Path:
@@ -120,7 +116,12 @@ class Collection:
             versions = {c.embedding_version for c in doc.chunks}
             if any(not v.startswith(f"{self.embedder}/{self.dim}/") for v in versions):
                 raise InvalidDocument(f"collection {self.name!r} was embedded with {self.embedder}", 409)
-            ids = self.store.add_document(doc_id, name, doc.text, doc.n_tokens, doc.chunker, doc.chunks)
+            try:
+                ids = self.store.add_document(doc_id, name, doc.text, doc.n_tokens, doc.chunker, doc.chunks)
+            except sqlite3.IntegrityError:
+                if self.store.document(doc_id) is not None:
+                    raise DocumentExists(self.name, doc_id) from None
+                raise
             try:
                 vectors = np.array([c.index_vector for c in doc.chunks], dtype=np.float32)
                 self.index.add(np.array(ids, dtype=np.int64), vectors.reshape(len(ids), self.dim))
@@ -144,9 +145,9 @@ class Collection:
 
     def close(self) -> None:
         with self.lock:
-            if not self.closed:
+            if not self._closed:
                 self.flush()
-                self.closed = True
+                self._closed = True
                 self.store.close()
 
     # --- reads ----------------------------------------------------------------------------------
@@ -162,6 +163,12 @@ class Collection:
                 for s, i in zip(scores, ids, strict=True)
                 if int(i) in chunks
             ]
+
+    def chunk_count(self, doc_id: str) -> int | None:
+        with self.lock:
+            self._check_open()
+            found = self.store.document(doc_id)
+            return None if found is None else found[0].n_chunks
 
     def info(self) -> CollectionInfo:
         with self.lock:

@@ -1,8 +1,9 @@
-"""The collection manager: every collection under one folder, ingestion jobs, and retrieval.
+"""The collection manager: collections in a collection store, ingestion jobs, and retrieval.
 
-Collections live in `root/<name>/`. A new one is built in a hidden folder and renamed into place,
-and a deleted one is renamed away before it is removed, so a crash never leaves half a collection;
-leftovers of either are cleaned up on open.
+The store (collection_store.py) is the system of record: the embedded SQLite + FAISS one in a folder
+(one process), or Postgres + pgvector shared by every replica. Submitted jobs are stored with their
+texts before `submit_documents` returns; this process's worker (job_worker.py) runs whichever stored
+job is ready, whichever process accepted it.
 
 The language model (for chunking) comes from `lm_provider`, called when a job starts: it returns
 the engine once loaded (None while loading) and may raise if loading failed. After each document
@@ -13,20 +14,19 @@ by default and is where chunk KV caches get precomputed.
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from retrieval.collection import Collection, CollectionInfo
+from retrieval.collection_store import CollectionInfo, CollectionStore, StoredCollection
 from retrieval.config import CollectionConfig, check_collection_name
 from retrieval.documents import check_text
 from retrieval.embedder import Embedder
 from retrieval.errors import (
     CollectionClosed,
-    CollectionExists,
     CollectionNotFound,
     InvalidRequest,
     JobNotFound,
@@ -34,9 +34,11 @@ from retrieval.errors import (
     RetrievalError,
 )
 from retrieval.ingest_job import IngestRunner
-from retrieval.jobs import DocumentTask, Job, JobRunner, JobView
+from retrieval.job_worker import JobWorker
+from retrieval.jobs import DocumentTask, Job, JobView
 from retrieval.lm import LanguageModel
 from retrieval.records import DocumentInfo, RetrievedChunk, StoredChunk
+from retrieval.sqlite_store import SqliteCollectionStore
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,15 @@ def _no_hook(collection: str, chunks: Sequence[StoredChunk]) -> None:
     return None
 
 
+def worker_name() -> str:
+    """This process's name on the jobs it runs (host and pid, plus a nonce against pid reuse)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 class CollectionManager:
     def __init__(
         self,
-        root: Path,
+        store: CollectionStore | Path,
         lm_provider: Callable[[], LanguageModel | None],
         embedder_dir: Path | None = None,
         max_document_chars: int = 1_000_000,
@@ -58,38 +65,27 @@ class CollectionManager:
         lm_wait_s: float = 600.0,
         job_history: int = 1000,
         embedder_factory: Callable[[], Embedder] | None = None,
+        job_lease_s: float = 30.0,
+        job_poll_s: float = 1.0,
     ) -> None:
-        self.root = root
+        # a folder: the embedded store there (kept for callers that name a directory)
+        self.store = SqliteCollectionStore(store) if isinstance(store, Path) else store
         self.max_document_chars = max_document_chars
         self.max_documents_per_job = max_documents_per_job
         self.on_chunks_ingested: ChunksHook = _no_hook
         self._make_embedder = embedder_factory or (lambda: Embedder(embedder_dir))
         self._embedders: dict[str, Embedder] = {}
         self._embedder_lock = threading.Lock()
-        self._lock = threading.Lock()
-        self._collections: dict[str, Collection] = {}
-        self._open_all()
         self._ingest = IngestRunner(self, lm_provider, lm_wait_s)
-        self._jobs = JobRunner(self._ingest.run, job_history)
+        self.worker_id = worker_name()
+        self._worker = JobWorker(
+            self.store, self._run_job, self.worker_id, job_lease_s, job_poll_s, job_history
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def _open_all(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        for folder in sorted(self.root.iterdir()):
-            if folder.name.startswith("."):
-                shutil.rmtree(folder, ignore_errors=True)  # an unfinished create or delete
-            elif folder.is_dir():
-                try:
-                    self._collections[folder.name] = Collection.open(folder.name, folder)
-                except Exception:
-                    log.exception("cannot open collection %s; skipped", folder.name)
-
     def close(self) -> None:
-        self._jobs.close()
-        with self._lock:
-            for col in self._collections.values():
-                col.close()
-            self._collections.clear()
+        self._worker.close()
+        self.store.close()
 
     def embedder(self, purpose: str = "query") -> Embedder:
         """The embedding model; queries and ingestion each get their own instance (see Embedder)."""
@@ -102,12 +98,8 @@ class CollectionManager:
             return self._embedders[purpose]
 
     # --- collections ----------------------------------------------------------------------------
-    def collection(self, name: str) -> Collection:
-        with self._lock:
-            col = self._collections.get(name)
-        if col is None:
-            raise CollectionNotFound(name)
-        return col
+    def collection(self, name: str) -> StoredCollection:
+        return self.store.open(name)
 
     def create(self, name: str, config: CollectionConfig) -> CollectionInfo:
         try:
@@ -115,24 +107,14 @@ class CollectionManager:
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from None
         embedder = self.embedder("query")
-        with self._lock:
-            if name in self._collections or (self.root / name).exists():
-                raise CollectionExists(name)
-            staging = self.root / f".creating-{uuid.uuid4().hex}"
-            Collection.create(name, staging, config, embedder.name, embedder.dim, time.time()).close()
-            staging.rename(self.root / name)
-            col = Collection.open(name, self.root / name)
-            self._collections[name] = col
-        return col.info()
+        return self.store.create(name, config, embedder.name, embedder.dim).info()
 
     def list_collections(self) -> list[CollectionInfo]:
-        with self._lock:
-            cols = sorted(self._collections.values(), key=lambda c: c.name)
         infos = []
-        for col in cols:
+        for name in self.store.names():
             try:
-                infos.append(col.info())
-            except CollectionClosed:
+                infos.append(self.store.open(name).info())
+            except (CollectionNotFound, CollectionClosed):
                 continue  # deleted meanwhile
         return infos
 
@@ -140,14 +122,8 @@ class CollectionManager:
         return self.collection(name).info()
 
     def delete(self, name: str) -> None:
-        with self._lock:
-            col = self._collections.pop(name, None)
-            if col is None:
-                raise CollectionNotFound(name)
-            col.close()
-            trash = self.root / f".deleting-{uuid.uuid4().hex}"
-            col.folder.rename(trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        """Delete the collection; its queued and running jobs fail."""
+        self.store.delete(name)
 
     # --- documents ------------------------------------------------------------------------------
     def documents(self, name: str) -> list[DocumentInfo]:
@@ -175,13 +151,29 @@ class CollectionManager:
             task = DocumentTask(doc_id=uuid.uuid4().hex, name=doc_name or f"doc-{i}")
             tasks.append(task)
             texts[task.doc_id] = text
-        return self._jobs.submit(Job(collection=name, documents=tasks, texts=texts, target=col))
+        view = Job(collection=col.name, documents=tasks, texts=texts).view()
+        self.store.add_job(view, texts)  # stored, texts and all, before the caller hears of it
+        self._worker.notify()
+        return view
 
     def job(self, job_id: str) -> JobView:
-        view = self._jobs.get(job_id)
+        view = self.store.job(job_id)
         if view is None:
             raise JobNotFound(job_id)
         return view
+
+    def _run_job(self, job: Job) -> None:
+        """Run a claimed job (on the worker thread): documents a previous run committed count as done."""
+        try:
+            job.target = self.store.open(job.collection)
+        except CollectionNotFound:
+            raise CollectionClosed(job.collection) from None
+        for i, task in enumerate(job.documents):
+            if task.state != "ingested":
+                stored = job.target.chunk_count(task.doc_id)
+                if stored is not None:
+                    job.set_document(i, state="ingested", chunks=stored, error=None)
+        self._ingest.run(job)
 
     # --- retrieval ------------------------------------------------------------------------------
     def retrieve(self, collection: str, query: str, top_k: int) -> list[RetrievedChunk]:

@@ -46,6 +46,14 @@ class DocumentNotFound(RetrievalError):
         super().__init__(f"document {doc_id!r} does not exist in collection {collection!r}")
 
 
+class DocumentExists(RetrievalError):
+    status = 409
+    kind = "conflict"
+
+    def __init__(self, collection: str, doc_id: str) -> None:
+        super().__init__(f"document {doc_id!r} is already in collection {collection!r}")
+
+
 class JobNotFound(RetrievalError):
     status = 404
     kind = "not_found"
@@ -71,3 +79,7 @@ class ModelUnavailable(RetrievalError):
 
     status = 503
     kind = "unavailable"
+
+
+class StoreInUse(RuntimeError):
+    """The embedded store's data directory is held by another process (SQLite serves one process)."""

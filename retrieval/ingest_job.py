@@ -7,10 +7,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from retrieval.collection import Collection
+from retrieval.collection_store import StoredCollection
 from retrieval.embedder import Embedder
 from retrieval.errors import CollectionClosed, ModelUnavailable
 from retrieval.ingest import prepare_document
+from retrieval.job_worker import JobAbandoned
 from retrieval.jobs import Job
 from retrieval.lm import ChunkingLM, LanguageModel, LMHandle, has_forward
 
@@ -46,19 +47,20 @@ class IngestRunner:
             time.sleep(0.25)
 
     def run(self, job: Job) -> None:
-        col: Collection = job.target
+        col: StoredCollection = job.target
         if col.closed:
             raise CollectionClosed(job.collection)
         lm = self._wait_for_lm(job)
         embedder = self.manager.embedder("ingest")
         try:
             for i in range(len(job.documents)):
-                self._one(job, i, col, lm, embedder)
+                if job.documents[i].state != "ingested":  # a resumed job keeps what was committed
+                    self._one(job, i, col, lm, embedder)
         finally:
             if not col.closed:
                 col.flush()
 
-    def _one(self, job: Job, i: int, col: Collection, lm: ChunkingLM, embedder: Embedder) -> None:
+    def _one(self, job: Job, i: int, col: StoredCollection, lm: ChunkingLM, embedder: Embedder) -> None:
         task = job.documents[i]
         text = job.texts.pop(task.doc_id)
         job.set_document(i, state="running")
@@ -67,6 +69,8 @@ class IngestRunner:
             prepared = prepare_document(text, col.config, lm, embedder, report)
             job.report(i, "indexing", 0.0)
             chunks = col.add(task.doc_id, task.name, prepared)
+        except JobAbandoned:
+            raise
         except CollectionClosed:
             job.set_document(i, state="failed", error=f"collection {col.name!r} was deleted")
             raise

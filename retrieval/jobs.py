@@ -1,20 +1,20 @@
-"""Background ingestion jobs: one worker thread runs them in order; their status can be polled.
+"""Ingestion jobs: what one is (documents of one collection, their outcomes, progress) and the
+worker thread that claims stored jobs and runs them.
 
 A job holds one or more documents of one collection. Each document is prepared and committed on its
 own (atomically), so a job that fails part-way keeps the documents it finished and leaves no trace of
 the one it failed on; its status names every document's outcome and the reason for any failure.
-Jobs live in memory: after a restart, finished jobs are forgotten and unfinished ones never happened.
+Jobs live in the collection store with their texts, so they outlive the process that accepted them:
+a worker in any process sharing the store claims a job under a lease it keeps renewing; when the
+worker dies the lease runs out and another worker finishes the job.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -57,7 +57,7 @@ class Job:
     collection: str
     documents: list[DocumentTask]
     texts: dict[str, str] = field(repr=False)  # doc_id -> text, dropped when the job ends
-    target: Any = field(default=None, repr=False)  # the collection object the job was submitted to
+    target: Any = field(default=None, repr=False)  # the collection the job writes to, while it runs
     job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: JobState = "queued"
     stage: str = "queued"
@@ -68,6 +68,20 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # called after each change (with whether it is a new stage or outcome, worth saving at once)
+    on_change: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_view(cls, view: JobView, texts: dict[str, str]) -> Job:
+        return cls(
+            view.collection, list(view.documents), texts, job_id=view.job_id, state=view.state,
+            stage=view.stage, progress=view.progress, error=view.error, warnings=list(view.warnings),
+            created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
+        )  # fmt: skip
+
+    def _changed(self, important: bool) -> None:
+        if self.on_change is not None:
+            self.on_change(important)
 
     def view(self) -> JobView:
         with self._lock:
@@ -80,6 +94,7 @@ class Job:
     def set_document(self, index: int, **changes: object) -> None:
         with self._lock:
             self.documents[index] = replace(self.documents[index], **changes)  # type: ignore[arg-type]
+        self._changed(True)
 
     def report(self, index: int, stage: str, fraction: float) -> None:
         """Progress of document `index` inside `stage` (fraction of that stage)."""
@@ -88,72 +103,37 @@ class Job:
         lo = STAGE_END[stages[at - 1]] if at > 0 else 0.0
         within = lo + (STAGE_END.get(stage, 0.0) - lo) * min(max(fraction, 0.0), 1.0)
         with self._lock:
+            new_stage = stage != self.stage
             self.stage = stage
             self.progress = max(self.progress, (index + within) / max(1, len(self.documents)))
+        self._changed(new_stage)
 
     def warn(self, message: str) -> None:
         with self._lock:
             self.warnings.append(message)
+        self._changed(True)
 
-
-class JobRunner:
-    """Runs `execute(job)` for each submitted job on one worker thread, oldest first."""
-
-    def __init__(self, execute: Callable[[Job], None], history: int = 1000) -> None:
-        self._execute = execute
-        self._history = history
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Job) -> JobView:
+    def conclude(self) -> None:
+        """Settle the final state after the work stopped: documents never reached count as failed."""
         with self._lock:
-            self._jobs[job.job_id] = job
-            self._forget_old()
-        self._queue.put(job)
-        return job.view()
+            for i, doc in enumerate(self.documents):
+                if doc.state in ("pending", "running"):
+                    reason = f"not ingested: {self.error or 'the job stopped'}"
+                    self.documents[i] = replace(doc, state="failed", error=reason)
+            failed = [d for d in self.documents if d.state != "ingested"]
+            if failed and self.error is None:
+                self.error = f"{len(failed)} of {len(self.documents)} documents failed: {failed[0].error}"
+            self.state = "failed" if self.error else "succeeded"
+            self.stage = "done"
+            self.progress = 1.0 if self.state == "succeeded" else self.progress
+            self.finished_at = time.time()
+            self.texts.clear()
+            self.target = None
 
-    def get(self, job_id: str) -> JobView | None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-        return None if job is None else job.view()
 
-    def pending(self) -> int:
-        return self._queue.qsize()
+def documents_to_json(documents: tuple[DocumentTask, ...] | list[DocumentTask]) -> list[dict[str, Any]]:
+    return [vars(d).copy() for d in documents]
 
-    def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
 
-    def _forget_old(self) -> None:
-        finished = [k for k, j in self._jobs.items() if j.finished_at is not None]
-        for key in finished[: max(0, len(self._jobs) - self._history)]:
-            del self._jobs[key]
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            job.state, job.started_at = "running", time.time()
-            try:
-                self._execute(job)
-            except Exception as exc:  # reported in the job's status; the worker keeps going
-                log.exception("ingestion job %s failed", job.job_id)
-                job.error = job.error or f"{type(exc).__name__}: {exc}"
-            with job._lock:
-                for i, doc in enumerate(job.documents):
-                    if doc.state in ("pending", "running"):
-                        reason = f"not ingested: {job.error or 'the job stopped'}"
-                        job.documents[i] = replace(doc, state="failed", error=reason)
-                failed = [d for d in job.documents if d.state != "ingested"]
-                if failed and job.error is None:
-                    job.error = f"{len(failed)} of {len(job.documents)} documents failed: {failed[0].error}"
-                job.state = "failed" if job.error else "succeeded"
-                job.stage = "done"
-                job.progress = 1.0 if job.state == "succeeded" else job.progress
-                job.finished_at = time.time()
-                job.texts.clear()
-                job.target = None
+def documents_from_json(items: list[dict[str, Any]]) -> tuple[DocumentTask, ...]:
+    return tuple(DocumentTask(**item) for item in items)

@@ -33,6 +33,11 @@ def serve(
     settings = settings.model_copy(update=overrides)
     configure_logging(settings.log_level, settings.log_format)
     api = create_app(settings)
+    if settings.metrics_port is not None:
+        from server.metrics_listener import start_metrics_listener
+
+        host = settings.metrics_host or settings.host
+        start_metrics_listener(api.state.services.metrics, host, settings.metrics_port)
     # Our handlers log every request (JSON, with its id): uvicorn keeps its loggers but not its config.
     uvicorn.run(api, host=settings.host, port=settings.port, log_config=None, access_log=False)
 

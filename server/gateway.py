@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 
+from cache.redis_conn import RedisConnection
 from engine.events import FinishEvent
 from server.api_keys import KeyRing, load_tenant_secret
 from server.auth import AuthMiddleware
@@ -19,6 +20,7 @@ from server.openai_errors import OpenAIErrorMiddleware
 from server.rate_limit import RateLimiter
 from server.request_context import RequestContextMiddleware
 from server.services import Services
+from server.shared_limits import SharedRateLimiter, SharedStreamLimiter
 from server.stream_limit import StreamLimiter
 from server.tracing import Tracing
 
@@ -37,10 +39,15 @@ def build_gateway(services: Services) -> Gateway:
     secret_value = settings.tenant_secret.get_secret_value() if settings.tenant_secret else None
     # The secret file is only needed (and only written) when there are tenants to salt.
     secret = load_tenant_secret(secret_value, settings.data_dir) if settings.api_keys else b""
+    limiter, streams = RateLimiter(), StreamLimiter()
+    if settings.redis_url:  # replicas share one count per key
+        connection = RedisConnection(settings.redis_url, timeout_s=0.25)
+        limiter = SharedRateLimiter(connection)
+        streams = SharedStreamLimiter(connection, slot_ttl_s=settings.request_timeout_s + 60)
     return Gateway(
         keys=KeyRing(list(settings.api_keys), secret),
-        limiter=RateLimiter(),
-        streams=StreamLimiter(),
+        limiter=limiter,
+        streams=streams,
         metrics=ServingMetrics(services.metrics, services),
         tracing=Tracing(settings.otlp_traces_endpoint),
     )

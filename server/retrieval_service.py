@@ -1,6 +1,6 @@
 """The gateway's side of retrieval: opening the collection manager, calling it off the event loop.
 
-Manager calls block (SQLite, FAISS, the embedding model), so routes run them in the thread pool;
+Manager calls block (the collection store, FAISS, the embedding model), so routes run them in the thread pool;
 retrieval errors become ApiErrors with the status they name. `retrieve_chunks` is what /generate
 calls to fetch chunks from a collection.
 """
@@ -17,6 +17,7 @@ from typing import Annotated, ParamSpec, TypeVar, cast
 from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
 
+from retrieval.collection_store import CollectionStore
 from retrieval.collections import CollectionManager
 from retrieval.errors import ModelUnavailable, RetrievalError
 from retrieval.lm import LanguageModel
@@ -26,6 +27,7 @@ from server.deps import ServicesDep
 from server.errors import ApiError
 from server.kv_warmup import chunk_warmup_hook
 from server.services import Services
+from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +44,35 @@ def _lm_provider(services: Services) -> Callable[[], LanguageModel | None]:
     return provide
 
 
+def open_store(settings: Settings) -> CollectionStore:
+    """Postgres when a database URL is set, else the embedded store in the data dir (StoreInUse when
+    another process holds it)."""
+    if settings.database_url is not None:
+        from retrieval.pg_store import PostgresCollectionStore
+
+        url = settings.database_url.get_secret_value()
+        return PostgresCollectionStore(url, pool_size=settings.database_pool_size)
+    from retrieval.sqlite_store import SqliteCollectionStore
+
+    return SqliteCollectionStore(settings.data_dir / "collections")
+
+
 async def open_collections(services: Services) -> CollectionManager:
-    """Open every collection under the data dir and warm the embedding model in the background."""
+    """Open the collection store, start this process's ingestion worker, and warm the embedding model
+    in the background."""
     s = services.settings
+    store = await asyncio.to_thread(open_store, s)
     manager = await asyncio.to_thread(
         CollectionManager,
-        s.data_dir / "collections",
+        store,
         _lm_provider(services),
         embedder_dir=s.retrieval_embedder_dir,
         max_document_chars=s.retrieval_max_document_chars,
         max_documents_per_job=s.retrieval_max_documents_per_request,
         lm_wait_s=s.retrieval_lm_wait_s,
         job_history=s.retrieval_job_history,
+        job_lease_s=s.retrieval_job_lease_s,
+        job_poll_s=s.retrieval_job_poll_s,
     )
     services.collections = manager
     manager.on_chunks_ingested = chunk_warmup_hook(services)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cache.config import StoreConfig
@@ -29,6 +29,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    # a second port serving GET /metrics alone, with no key (for Prometheus inside the cluster)
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_host: str | None = None  # default: the same address as the API
     data_dir: Path = Field(default_factory=default_data_dir)
     model: str = EMBEDDED_MODEL
     engine: str = "torch"
@@ -84,12 +87,20 @@ class Settings(BaseSettings):
     kv_authenticate: bool = True
 
     # --- retrieval ---
+    # collections and ingestion jobs in Postgres with pgvector (postgresql://user:pass@host/db), shared
+    # by every replica; unset: SQLite + FAISS under data_dir/collections, for this one process
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(8, gt=0)
     # a sentence-transformers model directory; unset: the packaged all-MiniLM-L6-v2
     retrieval_embedder_dir: Path | None = None
     retrieval_max_document_chars: int = Field(1_000_000, gt=0)
     retrieval_max_documents_per_request: int = Field(64, gt=0)
     retrieval_max_top_k: int = Field(50, gt=0)
     retrieval_job_history: int = Field(1000, gt=0)
+    # a job's worker renews its lease every third of this; a job whose worker died is taken over once
+    # it runs out. Idle workers look for stored jobs every poll interval.
+    retrieval_job_lease_s: float = Field(30.0, gt=0)
+    retrieval_job_poll_s: float = Field(1.0, gt=0)
     # how long an ingestion job waits for the model to finish loading before it fails
     retrieval_lm_wait_s: float = Field(600.0, gt=0)
     # compute and store each ingested chunk's KV cache, so first questions find it warm
@@ -99,6 +110,12 @@ class Settings(BaseSettings):
     # candidates retrieved for chunk selection when a request gives a selection without top_k
     retrieval_selection_candidates: int = Field(12, gt=0)
     # --- end retrieval ---
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        # RAGBLEND_DATABASE_URL= (set but empty, as compose passes an unset variable) means the default
+        return None if value == "" else value
 
     def model_dir(self) -> Path:
         """Directory of the model weights, converting the embedded model on first use."""

@@ -18,6 +18,7 @@ from engine.config import EngineConfig
 from engine.torch_engine import TorchEngine
 from server.settings import Settings
 from tests.isolation import suite_audit
+from tests.postgres_server import PostgresServer, postgres_server
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -64,3 +65,10 @@ def engine(model_dir: Path) -> TorchEngine:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real Postgres with pgvector for the session (each test takes a fresh database of it)."""
+    with postgres_server() as server:
+        yield server

@@ -94,18 +94,45 @@ def test_volumes_are_where_the_server_writes() -> None:
     mounts = {m["name"]: m["mountPath"] for m in gateway_container(BASE)["volumeMounts"]}
     volumes = {v["name"]: v for v in pod_spec(deployment)["volumes"]}
     data_dir = find(BASE, "ConfigMap")["data"]["RAGBLEND_DATA_DIR"]
-    settings = Settings(data_dir=data_dir)
+    # a secret given, so that store_config() neither writes nor reads <data dir>/tenant_secret here
+    settings = Settings(data_dir=data_dir, tenant_secret="test")
     assert mounts["kv-disk"] == settings.store_config().disk_dir
-    assert mounts["collections"] == f"{data_dir}/collections"
-    claim = volumes["collections"]["persistentVolumeClaim"]["claimName"]
-    pvc = find(BASE, "PersistentVolumeClaim", claim)
-    assert "ReadWriteMany" in pvc["spec"]["accessModes"]
     assert "emptyDir" in volumes["kv-disk"]
+    # collections are in Postgres: no volume of them, and no shared volume at all
+    assert set(mounts) == set(volumes) == {"kv-disk"}
+    assert not [d for d in BASE if d["kind"] == "PersistentVolumeClaim"]
+
+
+def test_gateways_share_postgres_from_a_secret_or_the_cloudnative_pg_cluster() -> None:
+    (secret,) = load_docs(DEPLOY / "base" / "database-secret.example.yaml")
+    url = secret["stringData"]["RAGBLEND_DATABASE_URL"]
+    assert url.startswith("postgresql://")
+    env = {e["name"]: e for e in gateway_container(BASE)["env"]}
+    ref = env["RAGBLEND_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == (secret["metadata"]["name"], "RAGBLEND_DATABASE_URL")
+    assert not ref.get("optional"), "a pod without the database would keep collections to itself"
+
+    docs = build(DEPLOY / "overlays" / "cloudnative-pg")
+    cluster = find(docs, "Cluster", None)
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1" and cluster["spec"]["instances"] >= 2
+    assert (
+        "CREATE EXTENSION IF NOT EXISTS vector"
+        in cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
+    )
+    c = gateway_container(docs)
+    ref = {e["name"]: e for e in c["env"]}["RAGBLEND_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    # CloudNativePG writes the application user's URL to <cluster>-app under `uri`
+    assert (ref["name"], ref["key"]) == (f"{cluster['metadata']['name']}-app", "uri")
+    assert "RAGBLEND_API_KEYS" in {e["name"] for e in c["env"]} and c["image"].endswith(":cpu")
 
 
 def test_secret_references_match_the_example_secret() -> None:
     (secret,) = load_docs(DEPLOY / "base" / "api-keys-secret.example.yaml")
-    refs = [e["valueFrom"]["secretKeyRef"] for e in gateway_container(BASE)["env"] if "valueFrom" in e]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]
+        for e in gateway_container(BASE)["env"]
+        if "valueFrom" in e and e["name"] != "RAGBLEND_DATABASE_URL"
+    ]
     assert (
         {r["key"] for r in refs}
         == set(secret["stringData"])
@@ -148,6 +175,6 @@ def test_gpu_overlay_asks_for_a_gpu_and_runs_vllm() -> None:
     spec = pod_spec(find(docs, "Deployment"))
     assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"])
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
-    assert {"/dev/shm", "/data/kv", "/data/collections"} <= mounts
+    assert {"/dev/shm", "/data/kv"} <= mounts
     hpa = find(docs, "HorizontalPodAutoscaler")
     assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] < hpa["spec"]["minReplicas"] <= 4

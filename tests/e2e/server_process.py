@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,10 +21,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass
+class ServerProcess:
+    base: str
+    proc: subprocess.Popen[bytes]
+
+
 @contextmanager
 def running_server(
     env_overrides: dict[str, str], log_path: Path, ready_timeout: float = 180
 ) -> Iterator[str]:
+    with server_process(env_overrides, log_path, ready_timeout) as server:
+        yield server.base
+
+
+@contextmanager
+def server_process(
+    env_overrides: dict[str, str], log_path: Path, ready_timeout: float = 180
+) -> Iterator[ServerProcess]:
+    """Like running_server, with the process at hand (a test may kill it; stopping a dead one is fine)."""
     port = free_port()
     env = {**os.environ, "RAGBLEND_PORT": str(port), "RAGBLEND_HOST": "127.0.0.1", **env_overrides}
     with log_path.open("w") as log:
@@ -46,7 +62,7 @@ def running_server(
                         f"server not ready in {ready_timeout} s:\n{log_path.read_text()[-3000:]}"
                     )
                 time.sleep(0.3)
-            yield base
+            yield ServerProcess(base, proc)
         finally:
             proc.terminate()
             try:

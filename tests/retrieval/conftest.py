@@ -1,17 +1,22 @@
-"""Fixtures for the retrieval tests: the engine's model wrapped for chunking, the real embedder."""
+"""Fixtures for the retrieval tests: the engine's model wrapped for chunking, the real embedder, and
+the collection store, once embedded (SQLite + FAISS) and once shared (Postgres + pgvector)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.torch_engine import TorchEngine
+from retrieval.collection_store import CollectionStore
 from retrieval.collections import CollectionManager
 from retrieval.config import ChunkerConfig, CollectionConfig, EmbeddingConfig
 from retrieval.embedder import Embedder
 from retrieval.lm import ChunkingLM
+from retrieval.pg_store import PostgresCollectionStore
+from retrieval.sqlite_store import SqliteCollectionStore
+from tests.postgres_server import PostgresServer
 
 FIXED = CollectionConfig(chunker=ChunkerConfig(method="fixed", size=24, overlap=4))
 PPL = CollectionConfig(
@@ -39,8 +44,21 @@ def embedder() -> Embedder:
     return Embedder()
 
 
+StoreFactory = Callable[[], CollectionStore]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Opens the test's store (each call a new handle on the same data, as a restart would)."""
+    if request.param == "sqlite":
+        return lambda: SqliteCollectionStore(tmp_path / "collections")
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    url = postgres.fresh_database()
+    return lambda: PostgresCollectionStore(url)
+
+
 @pytest.fixture()
-def manager(tmp_path: Path, engine: TorchEngine, embedder: Embedder) -> Iterator[CollectionManager]:
-    m = CollectionManager(tmp_path / "collections", lambda: engine, embedder_factory=lambda: embedder)
+def manager(open_store: StoreFactory, engine: TorchEngine, embedder: Embedder) -> Iterator[CollectionManager]:
+    m = CollectionManager(open_store(), lambda: engine, embedder_factory=lambda: embedder, job_poll_s=0.2)
     yield m
     m.close()

@@ -1,11 +1,11 @@
-"""The collection manager end to end in one process: jobs, retrieval, the KV hook, failures."""
+"""The collection manager end to end in one process, on each store: jobs, retrieval, the KV hook,
+failures."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +23,7 @@ from retrieval.errors import (
 )
 from retrieval.jobs import JobView
 from retrieval.records import StoredChunk
-from tests.retrieval.conftest import FIXED, NILE, PPL
+from tests.retrieval.conftest import FIXED, NILE, PPL, StoreFactory
 
 
 def wait(manager: CollectionManager, job_id: str, timeout: float = 120) -> JobView:
@@ -51,7 +51,9 @@ def test_collections_lifecycle(manager: CollectionManager) -> None:
         manager.job("nope")
     assert [c.name for c in manager.list_collections()] == ["docs"]
     manager.delete("docs")
-    assert manager.list_collections() == [] and not (manager.root / "docs").exists()
+    assert manager.list_collections() == [] and manager.store.names() == []
+    with pytest.raises(CollectionNotFound):
+        manager.delete("docs")
 
 
 def test_ingest_retrieve_hook_and_delete(manager: CollectionManager) -> None:
@@ -118,11 +120,14 @@ def test_failures_are_reported_and_leave_the_collection_consistent(
 
 
 def test_job_waits_for_the_model_and_fails_when_it_never_comes(
-    tmp_path: Path, engine: TorchEngine, embedder: Embedder
+    open_store: StoreFactory, engine: TorchEngine, embedder: Embedder
 ) -> None:
     ready = threading.Event()
     m = CollectionManager(
-        tmp_path, lambda: engine if ready.is_set() else None, lm_wait_s=60, embedder_factory=lambda: embedder
+        open_store(),
+        lambda: engine if ready.is_set() else None,
+        lm_wait_s=60,
+        embedder_factory=lambda: embedder,
     )
     m.create("kb", FIXED)
     job = m.submit_documents("kb", [("a", NILE)])
@@ -132,7 +137,7 @@ def test_job_waits_for_the_model_and_fails_when_it_never_comes(
     assert wait(m, job.job_id).state == "succeeded"
     m.close()
 
-    m = CollectionManager(tmp_path, lambda: None, lm_wait_s=0.3, embedder_factory=lambda: embedder)
+    m = CollectionManager(open_store(), lambda: None, lm_wait_s=0.3, embedder_factory=lambda: embedder)
     done = wait(m, m.submit_documents("kb", [("a", NILE)]).job_id)
     assert done.state == "failed" and "did not load" in (done.error or "")
     assert done.documents[0].state == "failed" and len(m.documents("kb")) == 1

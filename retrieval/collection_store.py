@@ -1,0 +1,143 @@
+"""The collection-store interface: where collections, their documents, chunks and vectors, and the
+ingestion jobs that fill them live. Two implementations: SQLite + FAISS in the data directory (one
+process, the default) and Postgres + pgvector (any number of gateway replicas, RAGBLEND_DATABASE_URL).
+
+Rules every implementation keeps:
+
+- Names are stored names (the tenant scoping happens above, in the gateway): a store never needs to
+  know who owns a collection, and one tenant's name can never reach another's rows.
+- A document is committed in one transaction with all its chunks and vectors; a failure (or a dead
+  process) part-way leaves no trace of it. Chunk ids are never reused.
+- What a store says is true for every process using it at once: a collection created, a document
+  committed or deleted, a job's state. A store that cannot be shared refuses a second process.
+- A job, with the texts of its documents, is stored before `add_job` returns. A worker owns a job only
+  while its lease runs: `claim_job` hands out the oldest queued job, or one whose lease expired (its
+  worker died); `save_job` renews the lease and says False once the job is no longer the worker's
+  (the lease was lost, or the collection deleted), after which the worker must stop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrieval.config import CollectionConfig
+from retrieval.ingest import PreparedDocument
+from retrieval.jobs import JobView
+from retrieval.records import DocumentInfo, StoredChunk
+
+# a job whose worker died this many times is failed rather than handed out again
+MAX_JOB_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    config: CollectionConfig
+    embedder: str
+    dim: int
+    documents: int
+    chunks: int
+    created_at: float
+
+
+class StoredCollection(ABC):
+    """One collection: its settings (fixed at creation), documents, chunks and vectors.
+
+    Methods raise CollectionClosed once the collection was deleted (or its store closed), and
+    DocumentNotFound for an unknown document id."""
+
+    name: str
+    config: CollectionConfig
+    embedder: str
+    dim: int
+    created_at: float
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool: ...
+
+    @abstractmethod
+    def add(self, doc_id: str, name: str, doc: PreparedDocument) -> list[StoredChunk]:
+        """Commit a document and its chunks atomically; its stored chunks in order. A document id
+        that is already there is refused (DocumentExists): a job resumed elsewhere never doubles it."""
+
+    @abstractmethod
+    def delete_document(self, doc_id: str) -> int:
+        """Remove a document and its chunks; how many chunks went."""
+
+    @abstractmethod
+    def chunk_count(self, doc_id: str) -> int | None:
+        """How many chunks document `doc_id` has, None when it is not stored."""
+
+    @abstractmethod
+    def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:
+        """(chunk, document name, inner-product score) of the best `k` chunks, best first."""
+
+    @abstractmethod
+    def info(self) -> CollectionInfo: ...
+
+    @abstractmethod
+    def documents(self) -> list[DocumentInfo]: ...
+
+    @abstractmethod
+    def document(self, doc_id: str) -> tuple[DocumentInfo, str, list[StoredChunk]]: ...
+
+    def flush(self) -> None:  # noqa: B027 (optional: most stores have nothing to flush)
+        """Persist derived state (an index file) after a batch of writes; nothing by default."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what this handle holds; nothing by default."""
+
+
+class CollectionStore(ABC):
+    """The catalog of collections plus the ingestion jobs (see the module docstring for the rules)."""
+
+    @abstractmethod
+    def create(self, name: str, config: CollectionConfig, embedder: str, dim: int) -> StoredCollection:
+        """A new empty collection; CollectionExists when the name is taken."""
+
+    @abstractmethod
+    def open(self, name: str) -> StoredCollection:
+        """The collection as of now; CollectionNotFound when there is none of that name."""
+
+    @abstractmethod
+    def names(self) -> list[str]:
+        """Every collection's name, sorted."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete the collection and everything in it, and fail its unfinished jobs;
+        CollectionNotFound when there is none."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # --- jobs -----------------------------------------------------------------------------------
+    @abstractmethod
+    def add_job(self, job: JobView, texts: dict[str, str]) -> None:
+        """Store a queued job and the text of each of its documents (doc_id -> text)."""
+
+    @abstractmethod
+    def claim_job(self, worker: str, lease_s: float) -> tuple[JobView, dict[str, str], int] | None:
+        """The oldest job ready to run, now owned by `worker` for `lease_s` seconds: its state, the
+        texts of its documents and how many times it was claimed (this claim included); or None."""
+
+    @abstractmethod
+    def save_job(self, job: JobView, worker: str, lease_s: float) -> bool:
+        """Record a running job's progress and renew its lease; False if `worker` no longer owns it."""
+
+    @abstractmethod
+    def finish_job(self, job: JobView, worker: str | None, history: int) -> bool:
+        """Record a job's final state and drop its texts (keeping the newest `history` finished jobs);
+        False if `worker` no longer owns it (None: whoever owns it)."""
+
+    @abstractmethod
+    def release_job(self, job_id: str, worker: str) -> None:
+        """Hand a job back unfinished (this worker is stopping): the next claim may take it at once,
+        this claim does not count as an attempt, and this worker's later saves are refused."""
+
+    @abstractmethod
+    def job(self, job_id: str) -> JobView | None: ...

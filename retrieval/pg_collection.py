@@ -1,0 +1,192 @@
+"""One collection in Postgres: documents, chunks and their pgvector vectors, read and written through
+the store's connection pool. Nothing is cached here, so every replica sees every commit at once.
+
+A document and all its chunks go in one transaction (COPY for the chunks). A collection deleted
+meanwhile shows up as a foreign-key violation, reported as CollectionClosed; a document id already
+stored (a job resumed on another replica) as DocumentExists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from retrieval.collection_store import CollectionInfo, StoredCollection
+from retrieval.config import CollectionConfig
+from retrieval.errors import CollectionClosed, DocumentExists, DocumentNotFound
+from retrieval.ingest import PreparedDocument
+from retrieval.pg_schema import vector_expr
+from retrieval.records import DocumentInfo, StoredChunk
+
+_CHUNK_COLUMNS = (
+    "c.id, c.doc_id, c.seq, c.start_char, c.end_char, c.text, c.token_ids, c.n_tokens, c.chunker, "
+    "c.embedding_version"
+)
+_COPY_TYPES = ["int8", "int8", "text", "int4", "int4", "int4", "text", "bytea", "int4", "text", "text"]
+
+
+def _chunk(row: tuple[Any, ...]) -> StoredChunk:
+    token_ids = np.frombuffer(row[6], dtype=np.int32).tolist()
+    return StoredChunk(row[0], row[1], row[2], row[3], row[4], row[5], token_ids, row[7], row[8], row[9])
+
+
+def _info(row: tuple[Any, ...]) -> DocumentInfo:
+    return DocumentInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+class PgCollection(StoredCollection):
+    def __init__(self, pool: ConnectionPool, row: tuple[Any, ...]) -> None:
+        self._pool = pool
+        self.id = int(row[0])
+        self.name = row[1]
+        self.config = CollectionConfig.model_validate(row[2])
+        self.embedder, self.dim, self.created_at = row[3], int(row[4]), float(row[5])
+        self._id = sql.Literal(self.id)  # a literal, so the planner matches the partial index
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.closed
+
+    def _check_open(self) -> None:
+        if self._pool.closed:
+            raise CollectionClosed(self.name)
+
+    # --- writes ---------------------------------------------------------------------------------
+    def add(self, doc_id: str, name: str, doc: PreparedDocument) -> list[StoredChunk]:
+        self._check_open()
+        chunks = list(doc.chunks)  # a failure while producing them happens before anything is written
+        vectors = np.asarray([c.index_vector for c in chunks], dtype=np.float32).reshape(
+            len(chunks), self.dim
+        )
+        stored: list[StoredChunk] = []
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(
+                    "INSERT INTO ragblend_documents VALUES (%s, %s, %s, %s, %s, %s, "
+                    "extract(epoch FROM clock_timestamp()))",
+                    (self.id, doc_id, name, doc.text, doc.n_tokens, doc.chunker),
+                )
+                ids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT nextval('ragblend_chunks_id_seq') FROM generate_series(1, %s)", (len(chunks),)
+                    )
+                ]
+                copy_sql = (
+                    "COPY ragblend_chunks (id, collection_id, doc_id, seq, start_char, end_char, text, "
+                    "token_ids, n_tokens, chunker, embedding_version, chunk_vector, embedding) "
+                    "FROM STDIN (FORMAT BINARY)"
+                )
+                with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                    copy.set_types([*_COPY_TYPES, "bytea", "vector"])
+                    for chunk_id, c, vector in zip(ids, chunks, vectors, strict=True):
+                        token_ids = np.asarray(c.token_ids, dtype=np.int32)
+                        copy.write_row((
+                            chunk_id, self.id, doc_id, c.seq, c.start, c.end, c.text, token_ids.tobytes(),
+                            len(token_ids), c.chunker, c.embedding_version,
+                            np.asarray(c.chunk_vector, dtype=np.float32).tobytes(), vector,
+                        ))  # fmt: skip
+                        stored.append(
+                            StoredChunk(
+                                chunk_id, doc_id, c.seq, c.start, c.end, c.text, token_ids.tolist(),
+                                len(token_ids), c.chunker, c.embedding_version,
+                            )
+                        )  # fmt: skip
+        except psycopg.errors.ForeignKeyViolation:
+            raise CollectionClosed(self.name) from None
+        except psycopg.errors.UniqueViolation:
+            raise DocumentExists(self.name, doc_id) from None
+        return stored
+
+    def delete_document(self, doc_id: str) -> int:
+        self._check_open()
+        with self._pool.connection() as conn, conn.transaction():
+            n = conn.execute(
+                "SELECT count(*) FROM ragblend_chunks WHERE collection_id = %s AND doc_id = %s",
+                (self.id, doc_id),
+            ).fetchone()
+            cur = conn.execute(
+                "DELETE FROM ragblend_documents WHERE collection_id = %s AND id = %s", (self.id, doc_id)
+            )
+            if cur.rowcount == 0:
+                raise DocumentNotFound(self.name, doc_id)
+        return int(n[0]) if n else 0
+
+    # --- reads ----------------------------------------------------------------------------------
+    def chunk_count(self, doc_id: str) -> int | None:
+        self._check_open()
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM ragblend_chunks c WHERE c.collection_id = d.collection_id "
+                "AND c.doc_id = d.id) FROM ragblend_documents d WHERE d.collection_id = %s AND d.id = %s",
+                (self.id, doc_id),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:
+        self._check_open()
+        vector = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
+        expr = vector_expr(self.dim)
+        hits = sql.SQL(
+            "WITH hits AS (SELECT id, {expr} <#> %(q)s AS distance FROM ragblend_chunks "
+            "WHERE collection_id = {id} ORDER BY {expr} <#> %(q)s LIMIT %(k)s) "
+            "SELECT " + _CHUNK_COLUMNS + ", d.name, -h.distance FROM hits h "
+            "JOIN ragblend_chunks c ON c.id = h.id "
+            "JOIN ragblend_documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id "
+            "ORDER BY h.distance, c.id"
+        ).format(expr=expr, id=self._id)
+        ef_search = max(self.config.index.hnsw_ef_search, k)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(ef_search, 1000))))
+            rows = conn.execute(hits, {"q": vector, "k": k}).fetchall()
+        return [(_chunk(r[:10]), r[10], float(r[11])) for r in rows]
+
+    def info(self) -> CollectionInfo:
+        self._check_open()
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM ragblend_documents WHERE collection_id = %(id)s), "
+                "(SELECT count(*) FROM ragblend_chunks WHERE collection_id = %(id)s), "
+                "EXISTS (SELECT 1 FROM ragblend_collections WHERE id = %(id)s)",
+                {"id": self.id},
+            ).fetchone()
+        if row is None or not row[2]:
+            raise CollectionClosed(self.name)
+        return CollectionInfo(
+            self.name, self.config, self.embedder, self.dim, int(row[0]), int(row[1]), self.created_at
+        )
+
+    def documents(self) -> list[DocumentInfo]:
+        self._check_open()
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT d.id, d.name, length(d.text), d.n_tokens, "
+                "(SELECT count(*) FROM ragblend_chunks c WHERE c.collection_id = d.collection_id "
+                "AND c.doc_id = d.id), d.chunker, d.created_at "
+                "FROM ragblend_documents d WHERE d.collection_id = %s ORDER BY d.created_at, d.id",
+                (self.id,),
+            ).fetchall()
+        return [_info(r) for r in rows]
+
+    def document(self, doc_id: str) -> tuple[DocumentInfo, str, list[StoredChunk]]:
+        self._check_open()
+        with self._pool.connection() as conn:
+            doc = conn.execute(
+                "SELECT d.id, d.name, length(d.text), d.n_tokens, 0, d.chunker, d.created_at, d.text "
+                "FROM ragblend_documents d WHERE d.collection_id = %s AND d.id = %s",
+                (self.id, doc_id),
+            ).fetchone()
+            if doc is None:
+                raise DocumentNotFound(self.name, doc_id)
+            rows = conn.execute(
+                "SELECT " + _CHUNK_COLUMNS + " FROM ragblend_chunks c "
+                "WHERE c.collection_id = %s AND c.doc_id = %s ORDER BY c.seq",
+                (self.id, doc_id),
+            ).fetchall()
+        chunks = [_chunk(r) for r in rows]
+        info = _info(doc[:7])
+        return DocumentInfo(**{**vars(info), "n_chunks": len(chunks)}), doc[7], chunks
