@@ -7,10 +7,12 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from engine.background import BackgroundJob
 from engine.batch_decode import decode_step, decode_weights
 from engine.batch_kv import BatchKV
 from engine.blend.blender import Blender
 from engine.blend.chunk_cache import ChunkCache
+from engine.cold_pieces import store_after_answer
 from engine.config import SchedulerConfig
 from engine.model import LlamaModel
 from engine.preemptible import PreemptibleTask, TaskAborted, pausing_copy
@@ -23,7 +25,12 @@ log = logging.getLogger(__name__)
 
 class BatchRunner:
     """The admitted requests: prefilling (a preemptible task each), decoding (one batch slot each; list
-    index = slot) and writing back (answered; their chunk caches are being stored).
+    index = slot) and writing back (answered; their chunk caches are being stored), and background jobs.
+
+    Each step's prefill budget goes, in order, to: write-backs that an admitted request waits for; then
+    interactive prefills, the cheapest remaining first with aging (`Sequence.priority`); then, only
+    if no prefill could use it and nobody is decoding, write-backs and background jobs, oldest first.
+    A background item that has had no slice for `background_aging_s` gets one slice regardless.
 
     Only the scheduler's thread calls in; other threads may read the counters and list lengths.
     """
@@ -36,6 +43,8 @@ class BatchRunner:
         self.blender = Blender(pausing_copy(model), chunk_cache)
         self.batch = BatchKV(model.cfg, model.dtype, cfg.max_batch_size)
         self.budget = cfg.prefill_chunk_tokens * model.cfg.num_layers  # rows x layers per step
+        self.cfg = cfg
+        self.background: list[BackgroundJob[object]] = []
         self._wake = wake  # called from task threads when a task becomes ready to be resumed
         self.prefilling: list[Sequence] = []
         self.decoding: list[Sequence] = []
@@ -52,7 +61,11 @@ class BatchRunner:
             self.decoding
             or any(s.cancel.is_set() or self._can_advance(s) for s in self.prefilling)
             or any(s.write_back is not None and s.write_back.ready for s in self.writing)
+            or any(j.task is None or j.task.ready for j in self.background)
         )
+
+    def add_background(self, job: BackgroundJob[object]) -> None:
+        self.background.append(job)
 
     def _can_advance(self, seq: Sequence) -> bool:
         if seq.prefill is None:
@@ -88,13 +101,19 @@ class BatchRunner:
         if self.decoding:
             decoded = tuple(s.id for s in self.decoding)
             self._decode(finished)
-        budget = self._advance_write_backs(self.budget, written)
-        self._advance_prefills(budget, prefilled, finished)
+        awaited = {i for s in self.prefilling for i in s.waits_for}
+        budget = self._advance_write_backs(self.budget, written, lambda s: s.id in awaited)
+        before = len(prefilled)
+        budget = self._advance_prefills(budget, prefilled, finished)
+        interactive = bool(self.decoding) or len(prefilled) > before
+        budget = self._advance_background(budget, written, interactive)
         return StepRecord(index, decoded, tuple(prefilled), tuple(written), tuple(finished))
 
-    def _advance_prefills(self, budget: int, prefilled: list[tuple[int, int]], finished: list[int]) -> None:
-        """Oldest first, as long as the step's budget lasts; a finished prefill joins the batch."""
-        for seq in list(self.prefilling):
+    def _advance_prefills(self, budget: int, prefilled: list[tuple[int, int]], finished: list[int]) -> int:
+        """Cheapest remaining first (aged) while the budget lasts; a finished prefill joins the batch."""
+        now = time.perf_counter()
+        aging = self.cfg.aging_tokens_per_s
+        for seq in sorted(self.prefilling, key=lambda s: s.priority(now, aging)):
             if seq.prefill is None and not seq.cancel.is_set():
                 if self._can_advance(seq):
                     self._start_prefill(seq)  # it fetches on its own thread; computes from next step
@@ -109,10 +128,12 @@ class BatchRunner:
             elif not task.done and task.ready and budget > 0:
                 spent = task.resume(budget)
                 budget -= spent
+                seq.cost_left = max(0, seq.cost_left - spent // self.model.cfg.num_layers)
                 prefilled.append((seq.id, spent))
             if seq.cancel.is_set() or task.done:
                 self.prefilling.remove(seq)
                 self._start_decoding(seq, finished)
+        return budget
 
     def _start_decoding(self, seq: Sequence, finished: list[int]) -> None:
         task, seq.prefill = seq.prefill, None
@@ -126,7 +147,7 @@ class BatchRunner:
             return
         pre, n = task.result, len(seq.prompt)
         seq.state.extra_usage, seq.state.extra_timings = pre.usage, pre.timings
-        seq.blend_result = pre.blend
+        seq.blend_result, seq.entries = pre.blend, pre.entries
         self.tokens_in += n
         self._accept(seq, seq.state.sample(pre.logits))
         if seq.state.done:
@@ -171,7 +192,8 @@ class BatchRunner:
             seq.state.cancel()
         result, opts, seq.blend_result = seq.blend_result, seq.blend, None
         if result is not None and opts is not None:  # counted as writing back before the answer is out
-            work = partial(self.blender.write_back, seq.prompt, result, opts, seq.salt)
+            entries, seq.entries = seq.entries, []
+            work = partial(store_after_answer, self.blender, seq.prompt, result, opts, seq.salt, entries)
             seq.write_back = PreemptibleTask(work, f"store-{seq.id}", self._wake)
             self.writing.append(seq)
         seq.emit_finish()
@@ -180,19 +202,61 @@ class BatchRunner:
         if seq.write_back is None:
             seq.sink.end()
 
-    def _advance_write_backs(self, budget: int, written: list[tuple[int, int]]) -> int:
+    def _advance_write_backs(
+        self, budget: int, written: list[tuple[int, int]], chosen: Callable[[Sequence], bool]
+    ) -> int:
+        """Advance the `chosen` write-backs while the budget lasts; end those that are done."""
         for seq in list(self.writing):
             task = seq.write_back
             assert task is not None
-            if not task.done and task.ready and budget > 0:
+            if chosen(seq) and not task.done and task.ready and budget > 0:
                 spent = task.resume(budget)
                 budget -= spent
+                seq.last_slice = time.perf_counter()
                 written.append((seq.id, spent))
             if task.done:
-                if task.error is not None:
-                    log.warning("chunk cache write-back failed: %s", task.error)
-                self.writing.remove(seq)
-                seq.sink.end()
+                self._end_write_back(seq)
+        return budget
+
+    def _end_write_back(self, seq: Sequence) -> None:
+        task = seq.write_back
+        if task is not None and task.error is not None:
+            log.warning("chunk cache write-back failed: %s", task.error)
+        self.writing.remove(seq)
+        seq.sink.end()
+
+    def _advance_background(self, budget: int, written: list[tuple[int, int]], interactive: bool) -> int:
+        """Write-backs, then background jobs: the leftover budget when nothing interactive ran this
+        step; otherwise one slice each for the items that have waited `background_aging_s`."""
+        now = time.perf_counter()
+
+        def grant(last_slice: float) -> int:
+            if not interactive:
+                return budget
+            return self.budget if now - last_slice >= self.cfg.background_aging_s else 0
+
+        for seq in list(self.writing):
+            task = seq.write_back
+            assert task is not None
+            if not task.done and task.ready and (give := grant(seq.last_slice)) > 0:
+                spent = task.resume(give)
+                budget -= 0 if interactive else spent
+                seq.last_slice = time.perf_counter()
+                written.append((seq.id, spent))
+            if task.done:
+                self._end_write_back(seq)
+        for job in list(self.background):
+            if job.task is None:
+                job.start(self._wake)  # it runs freely up to its first layer
+                continue
+            work = job.task
+            if not work.done and work.ready and (give := grant(job.last_slice)) > 0:
+                spent = work.resume(give)
+                budget -= 0 if interactive else spent
+                job.last_slice, job.slices = time.perf_counter(), job.slices + 1
+            if work.done:
+                self.background.remove(job)
+                job.settle()
         return budget
 
     def fail_batch(self, exc: Exception) -> None:
@@ -221,3 +285,8 @@ class BatchRunner:
                 seq.write_back.abort()
             seq.sink.end()
         self.writing = []
+        for job in self.background:
+            if job.task is not None:
+                job.task.abort()
+            job.settle()
+        self.background = []

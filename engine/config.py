@@ -121,6 +121,11 @@ class SchedulerConfig:
     max_waiting: int = 32  # requests queued behind a full batch before QueueFull
     prefill_chunk_tokens: int = 64  # prefill work per step, in tokens through the whole model
     step_log_size: int = 4096  # recent steps kept for inspection
+    # Admission and prefill order: shortest remaining prefill first, less this many tokens per second
+    # waited (a 6,000-token cold prompt overtakes a fresh 200-token one after ~29 s).
+    aging_tokens_per_s: float = 200.0
+    # Background work (write-backs, ingestion) gets a slice at least this often under interactive load.
+    background_aging_s: float = 0.5
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:

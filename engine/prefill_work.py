@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from cache.entry import ChunkEntry
 from engine.blend.blender import Blender, BlendResult, blend_usage
 from engine.blend.options import BlendOptions
+from engine.cold_pieces import prefill_once
 from engine.kv_cache import KVCache
 from engine.prompt import Prompt
 
@@ -22,6 +24,7 @@ class Prefilled:
     usage: dict[str, int]
     timings: dict[str, float]
     blend: BlendResult | None = None  # kept for the chunk-cache write-back after the answer
+    entries: list[ChunkEntry] = field(default_factory=list)  # cold pieces' caches, computed here
 
 
 def prefill_prompt(blender: Blender, prompt: Prompt, blend: BlendOptions | None, salt: str) -> Prefilled:
@@ -34,7 +37,7 @@ def prefill_prompt(blender: Blender, prompt: Prompt, blend: BlendOptions | None,
         logits = model.forward(torch.tensor(prompt.ids), kv)
         usage = {"cached_tokens": 0, "recomputed_tokens": 0}
         return Prefilled(kv, logits, usage, {"prefill_ms": (time.perf_counter() - started) * 1000})
-    result = blender.prefill(prompt, blend, n, salt)
+    result, entries = prefill_once(blender, prompt, blend, n, salt)
     usage = blend_usage(result)
     timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms}
-    return Prefilled(result.kv, result.logits, usage, timings, result)
+    return Prefilled(result.kv, result.logits, usage, timings, result, entries)

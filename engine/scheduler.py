@@ -4,7 +4,8 @@ Each step (engine/batch_runner.py): (1) admit waiting requests while the batch h
 prefilling sequences <= max_batch_size), starting their prefill; (2) drop cancelled requests, freeing
 their batch slot and K/V; (3) one batched forward gives every decoding sequence its next token
 (engine/batch_decode.py); (4) with a budget of `prefill_chunk_tokens` tokens through the whole model,
-first the chunk-cache write-backs of answered blended requests, then prefills, oldest first.
+first write-backs an admitted request waits for, then interactive prefills (shortest remaining
+prefill first, with aging), and only then background work (see below).
 
 Why a per-step budget over preemptible prefills rather than chunked prefill: a blended prefill
 (CacheBlend's check layer, Cache-Craft's row selection) is not a sequence of independent token chunks,
@@ -16,6 +17,14 @@ per step, and a chunk-cache fetch runs on the task's own thread before its first
 the decode steps. A write-back starts only after its request's final event is sent; a blended
 request admitted while write-backs are pending starts its lookup once they are stored, so it reuses
 what they computed (as a one-at-a-time server would let it) instead of recomputing it.
+
+Priorities. Interactive work (decoding, prefills) comes first; work nobody waits for runs at
+background priority (engine/background.py): write-backs nobody waits for, and the jobs other parts
+hand in through `run_background` (ingestion's perplexity chunking and chunk-cache warm-up). It is
+paused at the next layer boundary when a request arrives and resumed when the model is free again,
+with aging so that it is never starved. Waiting requests are admitted by cost: the one with the least
+prefill left after reuse first (engine/prefill_cost.py), less credit for the time it has waited, so a
+warm request is not stuck behind a cold 6,000-token one and a cold one is never starved.
 """
 
 from __future__ import annotations
@@ -26,7 +35,10 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
 
+from engine.background import BackgroundJob
 from engine.batch_runner import BatchRunner
 from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
@@ -35,6 +47,7 @@ from engine.decode_state import DecodeState
 from engine.detokenizer import Decoder
 from engine.event_sink import EventSink
 from engine.model import LlamaModel
+from engine.prefill_cost import prefill_cost
 from engine.prompt import Prompt
 from engine.request_queue import QueueFull
 from engine.sampling import SamplingParams
@@ -42,6 +55,8 @@ from engine.sequence import Sequence
 from engine.stats import EngineStats, StepRecord
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Scheduler:
@@ -58,6 +73,9 @@ class Scheduler:
     ) -> None:
         self.tokenizer, self.eos_ids, self.cfg = tokenizer, eos_ids, cfg
         self.runner = BatchRunner(model, chunk_cache, cfg, self._wake)
+        self.chunk_cache = chunk_cache
+        self._unpriced: list[Sequence] = []  # submitted, prefill cost not estimated yet
+        self._background: list[BackgroundJob[object]] = []  # handed in, not yet given to the runner
         self._cond = threading.Condition()
         self._waiting: deque[Sequence] = deque()
         self._log: deque[StepRecord] = deque(maxlen=cfg.step_log_size)
@@ -88,12 +106,34 @@ class Scheduler:
             )
             cancel = cancel if cancel is not None else threading.Event()
             seq = Sequence(next(self._ids), prompt, params, blend, salt, sink, cancel, state)
+            seq.cost_left = len(prompt)  # until priced on the scheduler's thread (a store lookup)
             self._waiting.append(seq)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="engine-scheduler", daemon=True)
-                self._thread.start()
+            self._unpriced.append(seq)
+            self._start_thread()
             self._cond.notify_all()
         return seq.id
+
+    def run_background(self, fn: Callable[[], T], name: str) -> BackgroundJob[T]:
+        """Run `fn` at background priority; it may call `background_model`'s forward, whose layers
+        pause whenever interactive work is waiting. `wait()` on the result blocks until it ran."""
+        job: BackgroundJob[T] = BackgroundJob(fn, name)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            self._background.append(job)  # type: ignore[arg-type]
+            self._start_thread()
+            self._cond.notify_all()
+        return job
+
+    @property
+    def background_model(self) -> LlamaModel:
+        """The model whose layers yield to interactive work; for use inside `run_background` only."""
+        return self.runner.blender.model
+
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="engine-scheduler", daemon=True)
+            self._thread.start()
 
     def stats(self) -> EngineStats:
         runner = self.runner
@@ -137,7 +177,7 @@ class Scheduler:
             with self._cond:
                 while not self._closed and not self._has_work():
                     # Tasks still fetching wake us at their first layer; a cancel is polled.
-                    busy = runner.prefilling or runner.writing
+                    busy = runner.prefilling or runner.writing or runner.background
                     self._cond.wait(timeout=0.05 if busy else None)
                 if self._closed:
                     break
@@ -157,21 +197,35 @@ class Scheduler:
             seq.cancel.set()
             runner.finish(seq, [])
         runner.cancel_all()
+        with self._cond:
+            pending, self._background = self._background, []
+        for job in pending:
+            job.settle()
 
     def _has_work(self) -> bool:
         room = self.runner.active < self.cfg.max_batch_size
         gave_up = any(s.cancel.is_set() for s in self._waiting)
-        return bool(self._waiting and room) or gave_up or self.runner.has_work()
+        return bool(self._waiting and room) or gave_up or bool(self._background) or self.runner.has_work()
 
     def _step(self) -> StepRecord:
         finished: list[int] = []
         with self._cond:
+            unpriced, self._unpriced = self._unpriced, []
+            jobs, self._background = self._background, []
+        for seq in unpriced:  # outside the lock: the store may be Redis
+            seq.cost_left = prefill_cost(self.chunk_cache, seq.prompt, seq.blend, seq.salt)
+        for job in jobs:
+            self.runner.add_background(job)
+        now = time.perf_counter()
+        with self._cond:
             # A request that gave up while waiting leaves at once, never prefilled.
             gave_up = [s for s in self._waiting if s.cancel.is_set()]
-            self._waiting = deque(s for s in self._waiting if not s.cancel.is_set())
-            admitted: list[Sequence] = []
-            while self._waiting and self.runner.active + len(admitted) < self.cfg.max_batch_size:
-                admitted.append(self._waiting.popleft())
+            order = sorted(
+                (s for s in self._waiting if not s.cancel.is_set()),
+                key=lambda s: s.priority(now, self.cfg.aging_tokens_per_s),
+            )
+            room = max(0, self.cfg.max_batch_size - self.runner.active)
+            admitted, self._waiting = order[:room], deque(order[room:])
         for seq in gave_up:
             self.runner.finish(seq, finished)
         for seq in admitted:

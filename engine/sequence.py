@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cache.entry import ChunkEntry
 from engine.blend.blender import BlendResult
 from engine.blend.options import BlendOptions
 from engine.decode_state import DecodeState
@@ -31,6 +32,14 @@ class Sequence:
     waits_for: frozenset[int] = frozenset()
     blend_result: BlendResult | None = None
     next_token: int = -1  # the last sampled token, fed to the next decode step
+    entries: list[ChunkEntry] = field(default_factory=list)  # cold pieces' caches, stored after the answer
+    # Tokens of prefill work still to do after reuse (estimated at submission; engine/prefill_cost.py).
+    cost_left: int = 0
+    last_slice: float = 0.0  # when its write-back last ran, for background aging
+
+    def priority(self, now: float, aging_tokens_per_s: float) -> float:
+        """Shortest remaining prefill first; waiting earns credit so a long prompt is never starved."""
+        return self.cost_left - aging_tokens_per_s * (now - self.state.started)
 
     @property
     def blended(self) -> bool:

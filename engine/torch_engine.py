@@ -7,7 +7,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from transformers import AutoTokenizer
@@ -19,6 +20,7 @@ from engine.blend.blender import Blender, blend_usage
 from engine.blend.chunk_cache import ChunkCache
 from engine.blend.gate import run_gate
 from engine.blend.options import BlendOptions
+from engine.cold_pieces import prefill_once, store_after_answer
 from engine.config import EngineConfig, ModelConfig
 from engine.dtype_probe import resolve_dtype
 from engine.event_sink import ThreadSink
@@ -34,6 +36,8 @@ from engine.stats import EngineStats
 from engine.weights import model_fingerprint
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class TorchEngine(Engine):
@@ -127,6 +131,20 @@ class TorchEngine(Engine):
     def stats(self) -> EngineStats | None:
         return self.scheduler.stats() if self.scheduler is not None else None
 
+    def run_background(self, fn: Callable[[Blender], T], name: str = "background") -> T:
+        """Run model work nobody is waiting for (ingestion) at the scheduler's background priority,
+        on a blender whose layers yield to requests; blocks the calling thread until it is done."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return fn(self.blender)
+        blender = scheduler.runner.blender
+        return scheduler.run_background(lambda: fn(blender), name).wait()
+
+    @property
+    def background_model(self) -> BackgroundForward:
+        """The model as ingestion's chunkers call it: each forward runs at background priority."""
+        return BackgroundForward(self)
+
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.close()
@@ -151,12 +169,12 @@ class TorchEngine(Engine):
             timings = {"prefill_ms": (time.perf_counter() - started) * 1000}
             yield from self._decode(kv, logits, params, prompt, started, cancel, usage, timings)
             return
-        result = self.blender.prefill(prompt, blend, capacity, salt)
+        result, entries = prefill_once(self.blender, prompt, blend, capacity, salt)
         usage = blend_usage(result)
         timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms}
         yield from self._decode(result.kv, result.logits, params, prompt, started, cancel, usage, timings)
         # After the final event: the answer is out, and what this request computed is stored.
-        self.blender.write_back(prompt, result, blend, salt)
+        store_after_answer(self.blender, prompt, result, blend, salt, entries)
 
     def _decode(
         self,
@@ -181,4 +199,20 @@ class TorchEngine(Engine):
             cancel=cancel,
             extra_usage=usage,
             extra_timings=timings,
+        )
+
+
+class BackgroundForward:
+    """`new_cache` and `forward` of the engine's model, each forward a background job."""
+
+    def __init__(self, engine: TorchEngine) -> None:
+        self._engine = engine
+        self.cfg = engine.model.cfg
+
+    def new_cache(self, capacity: int) -> KVCache:
+        return self._engine.model.new_cache(capacity)
+
+    def forward(self, ids: torch.Tensor, kv: Any, *, all_logits: bool = False) -> torch.Tensor:
+        return self._engine.run_background(
+            lambda b: b.model.forward(ids, kv, all_logits=all_logits), "chunking-forward"
         )

@@ -38,7 +38,9 @@ class ChunkingLM:
     """
 
     def __init__(self, lm: LanguageModel) -> None:
-        self.model = lm.model
+        # An engine that schedules its model offers forwards at background priority, so chunking an
+        # upload never delays a user's request; otherwise the model itself.
+        self.model: CausalLM = getattr(lm, "background_model", None) or lm.model
         self.max_context = int(lm.max_context)
         self.tokenizer = copy.deepcopy(lm.tokenizer)
         self.bos = _leading_bos(self.tokenizer)

@@ -27,7 +27,11 @@ def chunk_warmup_hook(services: Services) -> ChunksHook:
         if salt is None:  # the owner's salt is not known to this process: warming would miss anyway
             log.info("collection %s: owner's salt unknown here; chunk caches left cold", collection)
             return
-        report = warm_chunks(engine.blender, engine.build_prompt, [c.text for c in chunks], salt)
+        texts = [c.text for c in chunks]
+        # At background priority: the model work yields to every user's request (engine/background.py).
+        report = engine.run_background(
+            lambda blender: warm_chunks(blender, engine.build_prompt, texts, salt), "kv-warmup"
+        )
         log.info(
             "collection %s: %d chunk caches computed (%d tokens, %.2f s), %d already warm",
             collection,
