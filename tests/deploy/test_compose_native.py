@@ -114,6 +114,9 @@ def test_a_second_replica_reuses_chunk_caches_through_redis(native_stack: Native
             f"Note {nonce}: the old town has Renaissance houses and covered passages.",
         ],
         "max_tokens": 4,
+        # named: compose runs the correctness gate, which sends requests that name no mode to
+        # `full` (no chunk caches) on the embedded model
+        "blend": {"mode": "probe"},
     }
     writes_before = kv_metric(scrape(gateway), "writes_total", "redis")
     first = httpx.post(f"{gateway}/generate", json=body, timeout=300).json()
