@@ -72,7 +72,7 @@ def test_full_mode_gives_plain_vllm_tokens(backend: VllmEngine, prompts: list[Pr
     for prompt, expected in zip(prompts, plain[STEPS], strict=True):
         tokens, _, final = backend_greedy(backend, prompt, STEPS, BlendOptions(mode="full"), "full")
         assert tokens == expected
-        assert final.extra_usage == {"cached_tokens": 0, "recomputed_tokens": 0}
+        assert final.extra_usage == {"cached_tokens": 0, "recomputed_tokens": 0, "moved_tokens": 0}
 
 
 def test_cacheblend_ratio_one_injects_and_gives_plain_vllm_tokens(
@@ -129,7 +129,7 @@ def test_prefix_mode_injects_only_the_exact_leading_pieces(
     _, _, final = backend_greedy(backend, prompt, 4, BlendOptions(mode="prefix"), "p")
     # the system prefix and the first document are cached after exactly what precedes them here
     spans = prompt.spans()
-    assert final.extra_usage == {"cached_tokens": spans[1][2], "recomputed_tokens": 0}
+    assert final.extra_usage == {"cached_tokens": spans[1][2], "recomputed_tokens": 0, "moved_tokens": 0}
 
 
 def test_stop_strings_seeds_and_early_stop(backend: VllmEngine, prompts: list[Prompt], plain: dict) -> None:
