@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from bench import datasets
-from bench.common import RESULTS, machine, write_results
+from bench.common import RESULTS, git_commit, machine, write_results
 from retrieval.collection_store import CollectionStore
 from retrieval.config import CollectionConfig, IndexConfig
 from retrieval.embedder import Embedder
@@ -121,11 +120,6 @@ def run_store(
     }  # fmt: skip
     print(json.dumps(result), flush=True)
     return result
-
-
-def git_commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +54,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_commit() -> str:
+    """The checkout's commit, marked `+dirty` when tracked files differ from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def command_line() -> str:
+    """How this benchmark was started, as a command to rerun it."""
+    main = sys.modules.get("__main__")
+    module = getattr(getattr(main, "__spec__", None), "name", None)
+    head = ["python", "-m", module] if module else ["python", *sys.argv[:1]]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
 def write_results(name: str, payload: dict[str, Any], table: str, results_dir: Path = RESULTS) -> None:
+    """Write NAME.json (with the commit and the command that made it) and NAME.md."""
+    payload = {"commit": git_commit(), "command": command_line(), **payload}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(payload, indent=2))
     (results_dir / f"{name}.md").write_text(table)

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from bench.common import RESULTS, machine, write_results
+from bench.common import RESULTS, command_line, git_commit, machine, write_results
 from bench.kv_store import start_redis
 from cache import CodecOptions, StoreConfig, TieredStore, chunk_key, decode, encode
 from cache.entry import ChunkEntry, ChunkMeta
@@ -110,10 +107,9 @@ def main() -> None:
         proc.kill()
         proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
     payload = {
-        "command": shlex.join([sys.executable.split("/")[-1], "-m", "bench.kv_auth", *sys.argv[1:]]),
-        "commit": commit.strip(),
+        "command": command_line(),
+        "commit": git_commit(),
         "machine": machine(),
         "decode": decode_rows,
         "redis": redis_rows,

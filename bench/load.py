@@ -32,14 +32,13 @@ from typing import Any
 import httpx
 
 from bench import datasets
-from bench.common import RESULTS, machine, write_results
+from bench.common import RESULTS, git_commit, machine, write_results
 from bench.load_client import Payload, RequestRecord, Sender, open_loop, stream_generate
 from bench.load_openai import stream_chat
 from bench.load_stats import Slo, kv_hit_rates, summarize, without_nan
 from bench.load_sweep_report import markdown, plot, sustained
 from bench.loadtest import (
     floats,
-    git_version,
     local_target,
     make_payloads,
     questions,
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": shlex.join(["python", "-m", "bench.load", *redacted(argv_list)]),
         "target": args.url or "a fresh local server per mode, on loopback",
         "config": config,
-        "git": git_version(),
+        "git": git_commit(),
         "machine": machine(),
         "levels": levels,
         "sustained": sustained(levels, modes),

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import random
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from typing import Any
 import httpx
 
 from bench import datasets
-from bench.common import RESULTS, ROOT, machine, write_results
+from bench.common import RESULTS, git_commit, machine, write_results
 from bench.load_client import Payload, RequestRecord, closed_loop, open_loop, stream_generate
 from bench.load_report import markdown, plot
 from bench.load_stats import Slo, kv_counters, kv_hit_rates, summarize, without_nan
@@ -207,17 +206,6 @@ def redacted(argv: list[str]) -> list[str]:
     return out
 
 
-def git_version() -> str:
-    def git(*cmd: str) -> str:
-        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    try:
-        sha, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain")
-    except OSError:
-        return "unknown"
-    return sha + (" (dirty tree)" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     levels: list[dict[str, Any]] = []
@@ -237,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "target": args.url or "local server on loopback",
         "config": config,
-        "git": git_version(),
+        "git": git_commit(),
         "machine": machine(),
         "levels": levels,
     }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench import datasets
-from bench.common import RESULTS, ROOT, machine, write_results
+from bench.common import RESULTS, git_commit, machine, write_results
 from bench.local_server import local_server
 
 SERVERS = {
@@ -171,9 +170,7 @@ def main() -> None:
     datasets.use_data(args.data, datasets.MUSIQUE, datasets.SQUAD)
     items = trace(args)
     modes = {m: run_mode(m, items, args) for m in args.modes.split(",")}
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+    commit = git_commit()
     lines = [
         f"Mixed trace: {args.requests} requests at {args.rate} req/s, {args.passages} passages of"
         f" <= {args.words} words, {args.new_share:.0%} new documents, SLO TTFT {args.slo_ms:g} ms,"

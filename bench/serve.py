@@ -29,10 +29,10 @@ from typing import Any
 
 import httpx
 
-from bench.common import RESULTS, machine, write_results
+from bench.common import RESULTS, git_commit, machine, write_results
 from bench.load_client import RequestRecord, closed_loop, stream_generate
 from bench.load_stats import Slo, summarize, without_nan
-from bench.loadtest import floats, git_version, make_payloads, questions, settle
+from bench.loadtest import floats, make_payloads, questions, settle
 from bench.local_server import local_server
 from bench.serve_report import markdown, plot
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     payload = {
         "command": shlex.join(["python", "-m", "bench.serve", *(sys.argv[1:] if argv is None else argv)]),
         "config": config,
-        "git": git_version(),
+        "git": git_commit(),
         "machine": machine(),
         "levels": levels,
     }
