@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ from server.gateway import build_gateway
 from server.services import Services
 from server.settings import Settings
 from server.shared_limits import SharedRateLimiter, SharedStreamLimiter
-from tests.cache.conftest import RedisServer
+from tests.cache.conftest import RedisServer, redis_server
 
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
+__all__ = ["redis_server"]  # the fixture, for this module
 
 
 def principal(name: str, max_streams: int | None) -> Principal:
