@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -69,3 +70,19 @@ def server_process(
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def call(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.request(method, url, timeout=60, **kwargs)
+
+
+def wait_for_job(base: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll an ingestion job through `base` until it succeeds or fails."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = call("GET", f"{base}/v1/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still running: {job}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server_process import running_server
+from tests.e2e.server_process import call, running_server, wait_for_job
 
 RIVERS = (
     "The Nile is a major north-flowing river in northeastern Africa. It flows into the Mediterranean "
@@ -59,20 +58,6 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     s.start()
     yield s
     s.close()
-
-
-def call(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, url, timeout=60, **kwargs)
-
-
-def wait_for(base: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = call("GET", f"{base}/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still running")
 
 
 def expect_error(response: httpx.Response, status: int, words: str) -> None:
@@ -131,7 +116,7 @@ def test_ingest_retrieve_show_and_delete(server: Server) -> None:
     upload = call("POST", f"{base}/v1/collections/kb/documents", files=files)
     assert upload.status_code == 202, upload.text
     for job_id in (accepted["job_id"], upload.json()["job_id"]):
-        job = wait_for(base, job_id)
+        job = wait_for_job(base, job_id)
         assert job["state"] == "succeeded" and job["progress"] == 1.0, job
         assert all(d["state"] == "ingested" and d["chunks"] >= 1 for d in job["documents"])
     detail = call("GET", f"{base}/v1/collections/kb").json()

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
-from tests.e2e.server_process import ServerProcess, server_process
+from tests.e2e.server_process import ServerProcess, call, server_process, wait_for_job
 from tests.postgres_server import PostgresServer
 
 RIVERS = (
@@ -82,20 +81,6 @@ def replicas(
         yield Replicas(a, b, url)
 
 
-def call(method: str, url: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(method, url, timeout=60, **kwargs)
-
-
-def wait_for(base: str, job_id: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = call("GET", f"{base}/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still running: {job}")
-
-
 def job_row(database_url: str, job_id: str) -> tuple[Any, ...]:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -120,7 +105,7 @@ def test_what_one_replica_accepts_the_other_serves_at_once(replicas: Replicas) -
     upload = call("POST", f"{b}/v1/collections/kb/documents", files={"files": ("tea.md", TEA.encode())})
     assert upload.status_code == 202, upload.text
 
-    for job in (wait_for(b, job_id), wait_for(a, upload.json()["job_id"])):
+    for job in (wait_for_job(b, job_id, 180), wait_for_job(a, upload.json()["job_id"], 180)):
         assert job["state"] == "succeeded", job
     assert call("GET", f"{a}/v1/jobs/{job_id}").json() == call("GET", f"{b}/v1/jobs/{job_id}").json()
 
@@ -164,7 +149,7 @@ def test_a_killed_replicas_job_is_finished_by_the_other(replicas: Replicas) -> N
     os.kill(a.proc.pid, signal.SIGKILL)
     a.proc.wait(10)
 
-    job = wait_for(b.base, job_id, timeout=240)
+    job = wait_for_job(b.base, job_id, timeout=240)
     assert job["state"] == "succeeded", job
     assert [d["state"] for d in job["documents"]] == ["ingested", "ingested"]
     state, worker, attempts, _ = job_row(replicas.database_url, job_id)
