@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -117,7 +118,9 @@ class Collection(StoredCollection):
             if any(not v.startswith(f"{self.embedder}/{self.dim}/") for v in versions):
                 raise InvalidDocument(f"collection {self.name!r} was embedded with {self.embedder}", 409)
             try:
-                ids = self.store.add_document(doc_id, name, doc.text, doc.n_tokens, doc.chunker, doc.chunks)
+                ids = self.store.add_document(
+                    doc_id, name, doc.text, doc.n_tokens, doc.chunker, doc.chunks, doc.page_starts
+                )
             except sqlite3.IntegrityError:
                 if self.store.document(doc_id) is not None:
                     raise DocumentExists(self.name, doc_id) from None
@@ -163,6 +166,11 @@ class Collection(StoredCollection):
                 for s, i in zip(scores, ids, strict=True)
                 if int(i) in chunks
             ]
+
+    def page_starts(self, doc_ids: Iterable[str]) -> dict[str, tuple[int, ...]]:
+        with self.lock:
+            self._check_open()
+            return self.store.page_starts(doc_ids)
 
     def chunk_count(self, doc_id: str) -> int | None:
         with self.lock:

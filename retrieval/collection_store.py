@@ -19,6 +19,7 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,10 @@ class StoredCollection(ABC):
     @abstractmethod
     def chunk_count(self, doc_id: str) -> int | None:
         """How many chunks document `doc_id` has, None when it is not stored."""
+
+    @abstractmethod
+    def page_starts(self, doc_ids: Iterable[str]) -> dict[str, tuple[int, ...]]:
+        """Where each page starts in the text of those of `doc_ids` that are paged documents."""
 
     @abstractmethod
     def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:

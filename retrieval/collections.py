@@ -23,7 +23,7 @@ from pathlib import Path
 
 from retrieval.collection_store import CollectionInfo, CollectionStore, StoredCollection
 from retrieval.config import CollectionConfig, check_collection_name
-from retrieval.documents import check_text
+from retrieval.documents import NewDocument, check_text
 from retrieval.embedder import Embedder
 from retrieval.errors import (
     CollectionClosed,
@@ -33,6 +33,7 @@ from retrieval.errors import (
     ModelUnavailable,
     RetrievalError,
 )
+from retrieval.extract.pages import page_span
 from retrieval.ingest_job import IngestRunner
 from retrieval.job_worker import JobWorker
 from retrieval.jobs import DocumentTask, Job, JobView
@@ -132,12 +133,17 @@ class CollectionManager:
     def document(self, name: str, doc_id: str) -> tuple[DocumentInfo, str, list[StoredChunk]]:
         return self.collection(name).document(doc_id)
 
+    def page_starts(self, name: str, doc_ids: Sequence[str]) -> dict[str, tuple[int, ...]]:
+        """Where the pages of those documents that are paged (PDF) start in their texts."""
+        return self.collection(name).page_starts(doc_ids)
+
     def delete_document(self, name: str, doc_id: str) -> int:
         """Remove a document and its chunks from store and index; returns how many chunks went."""
         return self.collection(name).delete_document(doc_id)
 
-    def submit_documents(self, name: str, documents: Sequence[tuple[str, str]]) -> JobView:
-        """Queue (name, text) documents for ingestion; returns the job (ids assigned now)."""
+    def submit_documents(self, name: str, documents: Sequence[tuple[str, str] | NewDocument]) -> JobView:
+        """Queue (name, text) documents for ingestion; returns the job (ids assigned now). A
+        NewDocument with an `error` (a file that could not be read) is recorded as failed, alone."""
         col = self.collection(name)
         if not documents:
             raise InvalidRequest("no documents given")
@@ -145,12 +151,15 @@ class CollectionManager:
             limit = self.max_documents_per_job
             raise InvalidRequest(f"{len(documents)} documents, at most {limit} per request")
         tasks, texts = [], {}
-        for i, (doc_name, text) in enumerate(documents):
-            label = doc_name or f"document {i}"
-            check_text(label, text, self.max_document_chars)
-            task = DocumentTask(doc_id=uuid.uuid4().hex, name=doc_name or f"doc-{i}")
-            tasks.append(task)
-            texts[task.doc_id] = text
+        for i, item in enumerate(documents):
+            doc = item if isinstance(item, NewDocument) else NewDocument(*item)
+            doc_id, doc_name = uuid.uuid4().hex, doc.name or f"doc-{i}"
+            if doc.error is not None:
+                tasks.append(DocumentTask(doc_id, doc_name, state="failed", error=doc.error))
+                continue
+            check_text(doc.name or f"document {i}", doc.text, self.max_document_chars)
+            tasks.append(DocumentTask(doc_id, doc_name, page_starts=doc.page_starts))
+            texts[doc_id] = doc.text
         view = Job(collection=col.name, documents=tasks, texts=texts).view()
         self.store.add_job(view, texts)  # stored, texts and all, before the caller hears of it
         self._worker.notify()
@@ -190,9 +199,11 @@ class CollectionManager:
                 f"this server embeds with {embedder.name} ({embedder.dim} dims)"
             )
         hits = col.search(embedder.embed_query(query), top_k)
+        pages = col.page_starts({c.doc_id for c, _, _ in hits}) if hits else {}
         return [
             RetrievedChunk(
-                collection, c.chunk_id, c.doc_id, doc_name, c.seq, c.start, c.end, c.text, score, c.token_ids
+                collection, c.chunk_id, c.doc_id, doc_name, c.seq, c.start, c.end, c.text, score, c.token_ids,
+                page_span(pages.get(c.doc_id), c.start, c.end),
             )
             for c, doc_name, score in hits
-        ]
+        ]  # fmt: skip

@@ -29,6 +29,7 @@ class PreparedDocument:
     chunker: str
     chunks: list[NewChunk]
     seconds: dict[str, float] = field(default_factory=dict)
+    page_starts: tuple[int, ...] | None = None  # a paged file's page offsets in `text`
 
 
 def embedding_version(embedder: Embedder, cfg: CollectionConfig) -> str:
@@ -41,6 +42,7 @@ def prepare_document(
     lm: ChunkingLM,
     embedder: Embedder,
     progress: Progress | None = None,
+    page_starts: tuple[int, ...] | None = None,
 ) -> PreparedDocument:
     report = progress or (lambda stage, fraction: None)
     seconds: dict[str, float] = {}
@@ -68,4 +70,4 @@ def prepare_document(
         NewChunk(i, s.start, s.end, texts[i], token_ids[i], label, version, vectors[i], indexed[i])
         for i, s in enumerate(spans)
     ]
-    return PreparedDocument(text, len(tokens), label, chunks, seconds)
+    return PreparedDocument(text, len(tokens), label, chunks, seconds, page_starts)

@@ -54,8 +54,12 @@ class IngestRunner:
         embedder = self.manager.embedder("ingest")
         try:
             for i in range(len(job.documents)):
-                if job.documents[i].state != "ingested":  # a resumed job keeps what was committed
-                    self._one(job, i, col, lm, embedder)
+                task = job.documents[i]
+                if task.state == "ingested":  # a resumed job keeps what was committed
+                    continue
+                if task.state == "failed" and task.doc_id not in job.texts:
+                    continue  # its file could not be read: it failed when the job was submitted
+                self._one(job, i, col, lm, embedder)
         finally:
             if not col.closed:
                 col.flush()
@@ -66,7 +70,7 @@ class IngestRunner:
         job.set_document(i, state="running")
         try:
             report = lambda stage, fraction: job.report(i, stage, fraction)  # noqa: E731
-            prepared = prepare_document(text, col.config, lm, embedder, report)
+            prepared = prepare_document(text, col.config, lm, embedder, report, task.page_starts)
             job.report(i, "indexing", 0.0)
             chunks = col.add(task.doc_id, task.name, prepared)
         except JobAbandoned:

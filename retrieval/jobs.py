@@ -33,6 +33,8 @@ class DocumentTask:
     state: DocState = "pending"
     chunks: int = 0
     error: str | None = None
+    # where each page starts in the text, for a paged file (PDF); kept with the document
+    page_starts: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,4 +138,8 @@ def documents_to_json(documents: tuple[DocumentTask, ...] | list[DocumentTask]) 
 
 
 def documents_from_json(items: list[dict[str, Any]]) -> tuple[DocumentTask, ...]:
-    return tuple(DocumentTask(**item) for item in items)
+    tasks = []
+    for item in items:
+        starts = item.get("page_starts")
+        tasks.append(DocumentTask(**{**item, "page_starts": None if starts is None else tuple(starts)}))
+    return tuple(tasks)

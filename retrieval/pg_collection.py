@@ -8,6 +8,7 @@ stored (a job resumed on another replica) as DocumentExists.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ def _chunk(row: tuple[Any, ...]) -> StoredChunk:
 
 
 def _info(row: tuple[Any, ...]) -> DocumentInfo:
-    return DocumentInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return DocumentInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
 
 
 class PgCollection(StoredCollection):
@@ -63,12 +64,14 @@ class PgCollection(StoredCollection):
             len(chunks), self.dim
         )
         stored: list[StoredChunk] = []
+        page_starts = None if doc.page_starts is None else [int(s) for s in doc.page_starts]
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute(
-                    "INSERT INTO ragblend_documents VALUES (%s, %s, %s, %s, %s, %s, "
-                    "extract(epoch FROM clock_timestamp()))",
-                    (self.id, doc_id, name, doc.text, doc.n_tokens, doc.chunker),
+                    "INSERT INTO ragblend_documents (collection_id, id, name, text, n_tokens, chunker, "
+                    "created_at, page_starts) VALUES (%s, %s, %s, %s, %s, %s, "
+                    "extract(epoch FROM clock_timestamp()), %s)",
+                    (self.id, doc_id, name, doc.text, doc.n_tokens, doc.chunker, page_starts),
                 )
                 ids = [
                     r[0]
@@ -127,6 +130,19 @@ class PgCollection(StoredCollection):
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def page_starts(self, doc_ids: Iterable[str]) -> dict[str, tuple[int, ...]]:
+        self._check_open()
+        wanted = sorted(set(doc_ids))
+        if not wanted:
+            return {}
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, page_starts FROM ragblend_documents WHERE collection_id = %s "
+                "AND id = ANY(%s) AND page_starts IS NOT NULL",
+                (self.id, wanted),
+            ).fetchall()
+        return {r[0]: tuple(r[1]) for r in rows}
+
     def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:
         self._check_open()
         vector = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
@@ -166,7 +182,7 @@ class PgCollection(StoredCollection):
             rows = conn.execute(
                 "SELECT d.id, d.name, length(d.text), d.n_tokens, "
                 "(SELECT count(*) FROM ragblend_chunks c WHERE c.collection_id = d.collection_id "
-                "AND c.doc_id = d.id), d.chunker, d.created_at "
+                "AND c.doc_id = d.id), d.chunker, d.created_at, cardinality(d.page_starts) "
                 "FROM ragblend_documents d WHERE d.collection_id = %s ORDER BY d.created_at, d.id",
                 (self.id,),
             ).fetchall()
@@ -176,7 +192,8 @@ class PgCollection(StoredCollection):
         self._check_open()
         with self._pool.connection() as conn:
             doc = conn.execute(
-                "SELECT d.id, d.name, length(d.text), d.n_tokens, 0, d.chunker, d.created_at, d.text "
+                "SELECT d.id, d.name, length(d.text), d.n_tokens, 0, d.chunker, d.created_at, "
+                "cardinality(d.page_starts), d.text "
                 "FROM ragblend_documents d WHERE d.collection_id = %s AND d.id = %s",
                 (self.id, doc_id),
             ).fetchone()
@@ -188,5 +205,5 @@ class PgCollection(StoredCollection):
                 (self.id, doc_id),
             ).fetchall()
         chunks = [_chunk(r) for r in rows]
-        info = _info(doc[:7])
-        return DocumentInfo(**{**vars(info), "n_chunks": len(chunks)}), doc[7], chunks
+        info = _info(doc[:8])
+        return DocumentInfo(**{**vars(info), "n_chunks": len(chunks)}), doc[8], chunks

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS ragblend_chunks (
     token_ids BYTEA NOT NULL, n_tokens INTEGER NOT NULL, chunker TEXT NOT NULL,
     embedding_version TEXT NOT NULL, chunk_vector BYTEA NOT NULL, embedding VECTOR NOT NULL,
     FOREIGN KEY (collection_id, doc_id) REFERENCES ragblend_documents(collection_id, id) ON DELETE CASCADE);
+ALTER TABLE ragblend_documents ADD COLUMN IF NOT EXISTS page_starts INTEGER[];
 CREATE INDEX IF NOT EXISTS ragblend_chunks_by_doc ON ragblend_chunks(collection_id, doc_id, seq);
 CREATE TABLE IF NOT EXISTS ragblend_jobs (
     id TEXT PRIMARY KEY, collection TEXT NOT NULL, state TEXT NOT NULL, stage TEXT NOT NULL,

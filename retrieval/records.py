@@ -36,6 +36,7 @@ class RetrievedChunk:
     text: str
     score: float
     token_ids: list[int] = field(repr=False)
+    pages: tuple[int, int] | None = None  # (first, last) 1-based page, for a paged document
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,4 @@ class DocumentInfo:
     n_chunks: int
     chunker: str
     created_at: float
+    pages: int | None = None  # page count of a paged document (PDF)

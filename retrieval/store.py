@@ -74,6 +74,12 @@ class ChunkStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._add_column("documents", "page_starts", "TEXT")  # JSON list; NULL: not a paged document
+
+    def _add_column(self, table: str, column: str, kind: str) -> None:
+        """A column added after the first release: ALTER keeps the stores made before it."""
+        if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -95,15 +101,23 @@ class ChunkStore:
 
     # --- writes (each one transaction) ----------------------------------------------------------
     def add_document(
-        self, doc_id: str, name: str, text: str, n_tokens: int, chunker: str, chunks: Iterable[NewChunk]
+        self,
+        doc_id: str,
+        name: str,
+        text: str,
+        n_tokens: int,
+        chunker: str,
+        chunks: Iterable[NewChunk],
+        page_starts: Sequence[int] | None = None,
     ) -> list[int]:
         """Insert a document and all its chunks atomically; returns the new chunk ids in order."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?)",
-                (doc_id, name, text, n_tokens, chunker, time.time()),
+                "INSERT INTO documents (id, name, text, n_tokens, chunker, created_at, page_starts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (doc_id, name, text, n_tokens, chunker, time.time(), _json_or_none(page_starts)),
             )
             ids = [self._insert_chunk(doc_id, c) for c in chunks]
             self._bump()
@@ -161,6 +175,16 @@ class ChunkStore:
         rows = self._db.execute(f"SELECT id, name FROM documents WHERE id IN ({marks})", wanted)
         return {r["id"]: r["name"] for r in rows}
 
+    def page_starts(self, doc_ids: Iterable[str]) -> dict[str, tuple[int, ...]]:
+        wanted = sorted(set(doc_ids))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._db.execute(
+            f"SELECT id, page_starts FROM documents WHERE page_starts IS NOT NULL AND id IN ({marks})", wanted
+        )
+        return {r["id"]: tuple(json.loads(r["page_starts"])) for r in rows}
+
     def document_chunks(self, doc_id: str) -> list[StoredChunk]:
         query = f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE doc_id = ? ORDER BY seq"
         rows = self._db.execute(query, (doc_id,))
@@ -177,6 +201,7 @@ class ChunkStore:
     def documents(self) -> list[DocumentInfo]:
         rows = self._db.execute(
             "SELECT d.id, d.name, length(d.text) AS n_chars, d.n_tokens, d.chunker, d.created_at, "
+            "d.page_starts, "
             "COUNT(c.id) AS n_chunks FROM documents d LEFT JOIN chunks c ON c.doc_id = d.id "
             "GROUP BY d.id ORDER BY d.created_at, d.id"
         )
@@ -205,4 +230,9 @@ def _row_to_info(row: sqlite3.Row) -> DocumentInfo:
         n_chunks=row["n_chunks"],
         chunker=row["chunker"],
         created_at=row["created_at"],
+        pages=None if row["page_starts"] is None else len(json.loads(row["page_starts"])),
     )
+
+
+def _json_or_none(values: Sequence[int] | None) -> str | None:
+    return None if values is None else json.dumps([int(v) for v in values])

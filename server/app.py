@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(jobs.router)
     app.include_router(retrieve.router)
     app.include_router(console.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes
+    )
     # Keys, rate limits, request ids, metrics, tracing and the OpenAI routes (middleware outside the limit).
     install_gateway(app, services)
     return app

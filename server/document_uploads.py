@@ -1,4 +1,9 @@
-"""Reading the documents of an ingestion request: a JSON body or a multipart upload of text files."""
+"""Reading the documents of an ingestion request: a JSON body, or a multipart upload of files whose
+text is extracted here (retrieval/extract: PDF, DOCX, HTML, CSV, Markdown, text).
+
+A file that cannot be read fails alone: it becomes a failed document of the job, named with the
+reason, and the upload's other files are ingested. When no file of the upload can be read, nothing
+is queued and the answer is the 4xx of the failures."""
 
 from __future__ import annotations
 
@@ -6,12 +11,14 @@ from pathlib import PurePath
 
 from fastapi import Request
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
-from retrieval.documents import decode_upload
+from retrieval.documents import NewDocument
 from retrieval.errors import InvalidDocument
+from retrieval.extract import ExtractLimits, extract_file
 from server.errors import ApiError
 from server.retrieval_schemas import AddDocumentsRequest
 from server.settings import Settings
@@ -33,7 +40,26 @@ async def _from_json(request: Request) -> list[tuple[str, str]]:
     return body.pairs()
 
 
-async def _from_multipart(request: Request, settings: Settings) -> list[tuple[str, str]]:
+def extract_limits(settings: Settings) -> ExtractLimits:
+    return ExtractLimits(
+        max_bytes=settings.retrieval_max_file_bytes,
+        max_pages=settings.retrieval_max_pdf_pages,
+        max_chars=settings.retrieval_max_document_chars,
+        ocr=settings.retrieval_ocr,
+        ocr_timeout_s=settings.retrieval_ocr_timeout_s,
+    )
+
+
+def _read_file(name: str, data: bytes, limits: ExtractLimits) -> tuple[NewDocument, int]:
+    """The file as a document, or as a failed one with the reason (and that failure's status)."""
+    try:
+        extracted = extract_file(name, data, limits)
+    except InvalidDocument as exc:
+        return NewDocument(name, error=exc.message), exc.status
+    return NewDocument(name, extracted.text, extracted.page_starts), 0
+
+
+async def _from_multipart(request: Request, settings: Settings) -> list[NewDocument]:
     limit = settings.retrieval_max_documents_per_request
     try:
         form = await request.form(max_files=limit, max_fields=limit)
@@ -42,18 +68,26 @@ async def _from_multipart(request: Request, settings: Settings) -> list[tuple[st
         raise ApiError(400, f"malformed multipart body: {detail}") from None
     files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
     if not files:
-        raise ApiError(422, "no files in the multipart body: upload .txt or .md files (field 'files')")
-    docs = []
-    for upload in files:
-        name = PurePath(upload.filename or "").name
+        raise ApiError(422, "no files in the multipart body: upload files in the field 'files'")
+    limits = extract_limits(settings)
+    docs, statuses = [], []
+    for i, upload in enumerate(files):
+        name = PurePath(upload.filename or "").name or f"file-{i}"
         data = await upload.read()
-        docs.append((name, decode_upload(name, data, settings.retrieval_max_document_chars)))
+        doc, status = await run_in_threadpool(_read_file, name, data, limits)
+        docs.append(doc)
+        statuses.append(status)
+    if all(statuses):
+        common = set(statuses)
+        status = common.pop() if len(common) == 1 else 422
+        raise ApiError(status, "; ".join(d.error or "" for d in docs))
     return docs
 
 
-async def read_documents(request: Request, settings: Settings) -> list[tuple[str, str]]:
-    """(name, text) pairs; uploads are decoded and checked here, JSON texts by the manager."""
+async def read_documents(request: Request, settings: Settings) -> list[tuple[str, str]] | list[NewDocument]:
+    """(name, text) pairs from JSON (checked by the manager), or the files of an upload."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    docs: list[tuple[str, str]] | list[NewDocument]
     try:
         if content_type == "multipart/form-data":
             docs = await _from_multipart(request, settings)

@@ -39,6 +39,7 @@ class Citation(BaseModel):
     start: int  # character offsets in the document's text
     end: int
     score: float
+    pages: list[int] | None = None  # [first, last] page (from 1) of a paged document (PDF)
 
 
 class SelectionReport(BaseModel):
@@ -77,6 +78,7 @@ def citations_for(hits: list[RetrievedChunk]) -> list[Citation]:
             start=h.start,
             end=h.end,
             score=round(h.score, 6),
+            pages=None if h.pages is None else list(h.pages),
         )
         for i, h in enumerate(hits)
     ]

@@ -29,6 +29,7 @@ class DocumentSummary(BaseModel):
     n_chunks: int
     chunker: str
     created_at: float
+    pages: int | None = Field(None, description="page count of a paged document (PDF), else null")
 
 
 class CollectionOut(BaseModel):
@@ -85,6 +86,8 @@ class AddDocumentsRequest(BaseModel):
 class AcceptedDocument(BaseModel):
     doc_id: str
     name: str
+    state: str = Field("pending", description="pending, or failed when its file could not be read")
+    error: str | None = None
 
 
 class JobAccepted(BaseModel):
@@ -124,11 +127,17 @@ class ChunkOut(BaseModel):
     end: int
     n_tokens: int
     text: str
+    pages: list[int] | None = Field(
+        None, description="[first, last] page (from 1) of a paged document (PDF), else null"
+    )
 
 
 class DocumentDetail(DocumentSummary):
     text: str
     chunks: list[ChunkOut]
+    page_starts: list[int] | None = Field(
+        None, description="offset in `text` where each page starts, for a paged document (PDF)"
+    )
 
 
 class RetrieveRequest(BaseModel):
@@ -150,6 +159,9 @@ class RetrievedChunkOut(BaseModel):
     end: int
     score: float
     text: str
+    pages: list[int] | None = Field(
+        None, description="[first, last] page (from 1) of a paged document (PDF), else null"
+    )
 
 
 class RetrieveResponse(BaseModel):

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     max_tokens_limit: int = Field(1024, gt=0)
     default_max_tokens: int = Field(256, gt=0)
     max_body_bytes: int = Field(4_000_000, gt=0)
+    # request body limit of document uploads (POST /v1/collections/{name}/documents)
+    max_upload_bytes: int = Field(64_000_000, gt=0)
     max_documents: int = Field(64, gt=0)
     max_document_chars: int = Field(200_000, gt=0)
     max_query_chars: int = Field(20_000, gt=0)
@@ -101,6 +103,12 @@ class Settings(BaseSettings):
     retrieval_embedder_dir: Path | None = None
     retrieval_max_document_chars: int = Field(1_000_000, gt=0)
     retrieval_max_documents_per_request: int = Field(64, gt=0)
+    # uploaded files: bytes per file (the whole request is also held to max_body_bytes), pages per
+    # PDF, and OCR of pages without a text layer when tesseract is installed (seconds per page)
+    retrieval_max_file_bytes: int = Field(20_000_000, gt=0)
+    retrieval_max_pdf_pages: int = Field(500, gt=0)
+    retrieval_ocr: bool = True
+    retrieval_ocr_timeout_s: float = Field(120.0, gt=0)
     retrieval_max_top_k: int = Field(50, gt=0)
     retrieval_job_history: int = Field(1000, gt=0)
     # a job's worker renews its lease every third of this; a job whose worker died is taken over once

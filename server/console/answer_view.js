@@ -1,6 +1,6 @@
 // One answer as it streams in: its text, its sources (citations) and its usage and timings.
 
-import { el, fillStats, formatMs } from "./dom.js";
+import { el, fillStats, formatMs, pageLabel } from "./dom.js";
 
 // Timings in the order a request spends them; any other *_ms the server adds is shown after these.
 const TIMINGS = [
@@ -44,7 +44,8 @@ export class AnswerView {
   showCitations(list) {
     this.citations.replaceChildren(
       ...list.map((c) => {
-        const label = `${c.document_name || c.doc_id}, chunk ${c.seq + 1}, score ${c.score.toFixed(3)}`;
+        const where = c.pages ? `${pageLabel(c.pages)}, ` : "";
+        const label = `${c.document_name || c.doc_id}, ${where}chunk ${c.seq + 1}, score ${c.score.toFixed(3)}`;
         const button = el("button", { type: "button", class: "link citation" }, [`[${c.index + 1}] ${label}`]);
         button.addEventListener("click", () => this.onCitation(c));
         return el("li", {}, [button]);

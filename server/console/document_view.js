@@ -1,7 +1,7 @@
 // A document of a collection with its chunks shaded in turn and, for a citation, the cited span marked.
 
 import { apiJson } from "./api.js";
-import { el, plural } from "./dom.js";
+import { el, pageLabel, plural } from "./dom.js";
 
 export class DocumentView {
   constructor() {
@@ -35,8 +35,10 @@ export class DocumentView {
       return;
     }
     this.title.textContent = doc.name || doc.doc_id;
-    const where = highlight ? `; the cited chunk (characters ${highlight.start}–${highlight.end}) is marked` : "";
-    this.meta.textContent = `${collection} · ${plural(doc.chunks.length, "chunk")} · ${doc.n_tokens} tokens${where}`;
+    const pages = highlight?.pages ? `, ${pageLabel(highlight.pages)}` : "";
+    const where = highlight ? `; the cited chunk (characters ${highlight.start}–${highlight.end}${pages}) is marked` : "";
+    const length = doc.pages ? ` · ${plural(doc.pages, "page")}` : "";
+    this.meta.textContent = `${collection} · ${plural(doc.chunks.length, "chunk")} · ${doc.n_tokens} tokens${length}${where}`;
     this.text.replaceChildren(...segments(doc, highlight));
     this.title.focus();
     this.text.querySelector("mark")?.scrollIntoView({ block: "nearest" });

@@ -40,3 +40,9 @@ export function fillStats(dl, rows) {
     ]),
   );
 }
+
+// "p. 3" or "pp. 3–4" for a citation's [first, last] pages.
+export function pageLabel(pages) {
+  const [first, last] = pages;
+  return first === last ? `p. ${first}` : `pp. ${first}–${last}`;
+}

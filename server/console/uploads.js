@@ -24,7 +24,7 @@ export class UploadForm {
       for (const file of files) data.append("files", file, file.name);
       return { body: data };
     }
-    if (!text.trim()) throw new Error("choose a .txt or .md file, or paste some text");
+    if (!text.trim()) throw new Error("choose files (PDF, DOCX, HTML, CSV, Markdown or text), or paste some text");
     const payload = { text, name: f.doc_name.value.trim() || "pasted.txt" };
     return { body: JSON.stringify(payload), headers: { "content-type": "application/json" } };
   }
@@ -83,6 +83,12 @@ export class UploadForm {
       start: (accepted) => {
         item.dataset.jobId = accepted.job_id;
         label.textContent = `${collection}: ${plural(accepted.documents.length, "document")} queued`;
+        // files that could not be read are named at once; the job then reports the others
+        detail.replaceChildren(
+          ...accepted.documents
+            .filter((d) => d.error)
+            .map((d) => el("li", { class: "error" }, [`${d.name}: failed: ${d.error}`])),
+        );
       },
       update: (job) => {
         item.dataset.state = job.state;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from retrieval.extract.pages import page_span
 from server.collection_scope import ScopeDep
 from server.deps import ServicesDep
 from server.document_uploads import read_documents
@@ -27,7 +28,10 @@ async def add_documents(
     """Queue documents for ingestion and answer at once with the job to poll.
 
     Body: JSON `{"text": ..., "name": ...}` or `{"documents": [{"text", "name"}, ...]}`, or a
-    multipart/form-data upload of .txt / .md files (UTF-8).
+    multipart/form-data upload of files (field `files`): PDF, DOCX, HTML, CSV, Markdown or text,
+    the format detected from the content. A file that cannot be read (encrypted, damaged, of an
+    unsupported kind, over a limit) fails alone: it is listed as failed with the reason, and the
+    other files are ingested; when no file can be read the answer is a 4xx naming each.
     """
     await call(manager.collection, scope.storage(name))  # 404 before reading a large body
     docs = await read_documents(request, services.settings)
@@ -37,24 +41,42 @@ async def add_documents(
         collection=name,
         state=job.state,
         status_url=f"/v1/jobs/{job.job_id}",
-        documents=[AcceptedDocument(doc_id=d.doc_id, name=d.name) for d in job.documents],
+        documents=[
+            AcceptedDocument(
+                doc_id=d.doc_id, name=d.name, state="failed" if d.error else "pending", error=d.error
+            )
+            for d in job.documents
+        ],
     )
 
 
 @router.get("/{doc_id}", response_model=DocumentDetail)
 async def get_document(name: str, doc_id: str, manager: CollectionsDep, scope: ScopeDep) -> DocumentDetail:
-    """The document's text and its chunks with their offsets."""
+    """The document's text and its chunks with their offsets (and pages, for a PDF)."""
     info, text, chunks = await call(manager.document, scope.storage(name), doc_id)
+    starts = (await call(manager.page_starts, scope.storage(name), [doc_id])).get(doc_id)
     return DocumentDetail(
         **DocumentSummary(**vars(info)).model_dump(),
         text=text,
         chunks=[
             ChunkOut(
-                chunk_id=c.chunk_id, seq=c.seq, start=c.start, end=c.end, n_tokens=c.n_tokens, text=c.text
+                chunk_id=c.chunk_id,
+                seq=c.seq,
+                start=c.start,
+                end=c.end,
+                n_tokens=c.n_tokens,
+                text=c.text,
+                pages=_pages(starts, c.start, c.end),
             )
             for c in chunks
         ],
+        page_starts=None if starts is None else list(starts),
     )
+
+
+def _pages(starts: tuple[int, ...] | None, start: int, end: int) -> list[int] | None:
+    span = page_span(starts, start, end)
+    return None if span is None else list(span)
 
 
 @router.delete("/{doc_id}", response_model=Deleted)

@@ -30,6 +30,7 @@ async def retrieve(body: RetrieveRequest, services: ServicesDep, scope: ScopeDep
                 end=h.end,
                 score=h.score,
                 text=h.text,
+                pages=None if h.pages is None else list(h.pages),
             )
             for h in hits
         ],
