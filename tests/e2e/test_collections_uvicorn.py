@@ -51,6 +51,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "RAGBLEND_DATA_DIR": str(tmp / "data"),
         "RAGBLEND_NUM_THREADS": "2",
         "RAGBLEND_MAX_BODY_BYTES": "300000",
+        "RAGBLEND_MAX_UPLOAD_BYTES": "300000",
         "RAGBLEND_RETRIEVAL_MAX_DOCUMENT_CHARS": "20000",
         "RAGBLEND_RETRIEVAL_MAX_TOP_K": "20",
     }
@@ -98,7 +99,7 @@ def test_bad_documents_are_refused_by_name(server: Server) -> None:
     expect_error(
         call("POST", docs, content=b"hello", headers={"content-type": "text/plain"}), 415, "content type"
     )
-    expect_error(call("POST", docs, files={"files": ("a.pdf", b"%PDF-1.4")}), 415, "a.pdf")
+    expect_error(call("POST", docs, files={"files": ("a.pdf", b"%PDF-1.4")}), 422, "a.pdf")
     expect_error(call("POST", docs, files={"files": ("b.txt", b"\x00\x01\x02" * 10)}), 415, "b.txt")
     expect_error(call("POST", docs, files={"files": ("c.txt", b"caf\xe9 au lait")}), 415, "not UTF-8")
     expect_error(call("POST", docs, files={"note": (None, "no file")}), 422, "no files")

@@ -1,12 +1,10 @@
-"""What may become a document: empty, binary, oversized and unsupported input are refused by name."""
+"""What may become a document: empty, binary and oversized texts are refused by name (files: test_extract)."""
 
 from __future__ import annotations
 
-import codecs
-
 import pytest
 
-from retrieval.documents import check_text, decode_upload
+from retrieval.documents import check_text
 from retrieval.errors import InvalidDocument
 
 
@@ -18,19 +16,3 @@ def test_check_text() -> None:
         with pytest.raises(InvalidDocument, match=words) as err:
             check_text("notes.txt", text, 100)
         assert err.value.status == status and "notes.txt" in err.value.message
-
-
-def test_decode_upload() -> None:
-    assert decode_upload("a.md", "héllo".encode(), 100) == "héllo"
-    assert decode_upload("A.TXT", codecs.BOM_UTF8 + b"bom", 100) == "bom"
-    assert decode_upload("u.txt", "wide".encode("utf-16"), 100) == "wide"
-    for name, data, status, words in [
-        ("x.pdf", b"%PDF-1.4", 415, "unsupported type '.pdf'"),
-        ("noext", b"text", 415, "unsupported type"),
-        ("bad.txt", b"caf\xe9 au lait", 415, "not UTF-8"),
-        ("big.txt", b"a" * 500, 413, "limit"),
-        ("zero.txt", b"", 422, "empty"),
-    ]:
-        with pytest.raises(InvalidDocument, match=words) as err:
-            decode_upload(name, data, 100)
-        assert err.value.status == status

@@ -13,6 +13,7 @@ import pytest
 from engine.torch_engine import TorchEngine
 from retrieval.collections import CollectionManager
 from retrieval.config import EmbeddingConfig
+from retrieval.documents import NewDocument
 from retrieval.embedder import Embedder
 from retrieval.errors import (
     CollectionExists,
@@ -117,6 +118,37 @@ def test_failures_are_reported_and_leave_the_collection_consistent(
     manager.on_chunks_ingested = broken_hook
     done = wait(manager, manager.submit_documents("kb", [("x", "Hooks may fail.")]).job_id)
     assert done.state == "succeeded" and "KV store offline" in done.warnings[0]
+
+
+def test_unreadable_files_fail_alone_and_pages_reach_the_hits(manager: CollectionManager) -> None:
+    manager.create("kb", FIXED)
+    # NILE's three paragraphs as the three pages of a PDF
+    starts = (0, NILE.index("Photosynthesis"), NILE.index("The Eiffel"))
+    docs = [
+        NewDocument("atlas.pdf", NILE, page_starts=starts),
+        NewDocument("locked.pdf", error="file 'locked.pdf' is an encrypted PDF (it needs a password)"),
+        NewDocument("notes.txt", "Tea is a drink made from the leaves of a shrub."),
+    ]
+    job = manager.submit_documents("kb", docs)
+    assert [d.state for d in job.documents] == ["pending", "failed", "pending"]
+    done = wait(manager, job.job_id)
+    assert [d.state for d in done.documents] == ["ingested", "failed", "ingested"], done
+    assert done.state == "failed" and "1 of 3 documents failed" in (done.error or "")
+    assert "encrypted" in (done.documents[1].error or "")
+    assert sorted(d.name for d in manager.documents("kb")) == ["atlas.pdf", "notes.txt"]
+
+    def page(offset: int) -> int:
+        return sum(1 for s in starts if s <= offset)
+
+    hits = manager.retrieve("kb", "When was the Eiffel Tower completed?", 20)
+    assert hits[0].doc_name == "atlas.pdf" and "Eiffel" in hits[0].text and hits[0].pages
+    assert hits[0].pages[1] == 3  # the tower's paragraph is page 3
+    for h in hits:
+        if h.doc_name == "atlas.pdf":
+            assert h.pages == (page(h.start), page(h.end - 1)) and NILE[h.start : h.end] == h.text
+        else:
+            assert h.pages is None
+    assert {h.pages for h in hits} >= {(1, 1), (2, 2), (3, 3), None}
 
 
 def test_job_waits_for_the_model_and_fails_when_it_never_comes(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,25 @@ def test_collections_documents_and_search_survive_reopening(open_store: StoreFac
         col.add("d", "D", make_doc("delta " * 10, 1, 4))
     assert store.create("kb", FIXED, EMBEDDER, DIM).info().documents == 0  # the name is free, and empty
     store.close()
+
+
+def test_page_starts_are_kept_per_document(open_store: StoreFactory) -> None:
+    store = open_store()
+    col = store.create("kb", FIXED, EMBEDDER, DIM)
+    paged = replace(make_doc("alpha " * 30, 3, 1), page_starts=(0, 60, 60, 120))
+    col.add("paged", "atlas.pdf", paged)
+    col.add("plain", "notes.txt", make_doc("beta " * 20, 2, 2))
+    store.close()
+
+    store = open_store()  # a restart: what was stored is read back
+    try:
+        col = store.open("kb")
+        assert col.page_starts(["paged", "plain", "unknown"]) == {"paged": (0, 60, 60, 120)}
+        assert col.page_starts([]) == {}
+        assert {d.name: d.pages for d in col.documents()} == {"atlas.pdf": 4, "notes.txt": None}
+        assert col.document("paged")[0].pages == 4 and col.document("plain")[0].pages is None
+    finally:
+        store.close()
 
 
 def test_failure_inside_a_document_leaves_no_trace(store: CollectionStore) -> None:
