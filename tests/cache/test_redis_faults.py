@@ -58,7 +58,7 @@ def test_frozen_server_costs_one_timeout(redis_server: RedisServer) -> None:
         assert time.monotonic() - start < 1.5
         start = time.monotonic()
         assert tier.get_many([entry.key]) == [None]  # within the backoff: not even tried
-        assert time.monotonic() - start < 0.1
+        assert time.monotonic() - start < 0.25  # a try would cost the 0.3 s timeout
         assert tier.stats().tier("redis").errors == 1
     finally:
         redis_server.resume()
