@@ -47,6 +47,7 @@ def extract_limits(settings: Settings) -> ExtractLimits:
         max_chars=settings.retrieval_max_document_chars,
         ocr=settings.retrieval_ocr,
         ocr_timeout_s=settings.retrieval_ocr_timeout_s,
+        max_ocr_pages=settings.retrieval_max_ocr_pages,
     )
 
 

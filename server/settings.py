@@ -103,12 +103,14 @@ class Settings(BaseSettings):
     retrieval_embedder_dir: Path | None = None
     retrieval_max_document_chars: int = Field(1_000_000, gt=0)
     retrieval_max_documents_per_request: int = Field(64, gt=0)
-    # uploaded files: bytes per file (the whole request is also held to max_body_bytes), pages per
-    # PDF, and OCR of pages without a text layer when tesseract is installed (seconds per page)
+    # uploaded files: bytes per file (the whole request is also held to max_upload_bytes), pages per
+    # PDF, and OCR of pages without a text layer when tesseract is installed (seconds per page, and
+    # pages per file: the upload waits for its OCR)
     retrieval_max_file_bytes: int = Field(20_000_000, gt=0)
     retrieval_max_pdf_pages: int = Field(500, gt=0)
     retrieval_ocr: bool = True
     retrieval_ocr_timeout_s: float = Field(120.0, gt=0)
+    retrieval_max_ocr_pages: int = Field(10, ge=0)
     retrieval_max_top_k: int = Field(50, gt=0)
     retrieval_job_history: int = Field(1000, gt=0)
     # a job's worker renews its lease every third of this; a job whose worker died is taken over once

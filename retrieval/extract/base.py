@@ -26,6 +26,8 @@ class ExtractLimits:
     max_chars: int = 1_000_000  # characters of extracted text
     ocr: bool = True  # OCR pages without a text layer when tesseract is installed
     ocr_timeout_s: float = 120.0  # per page
+    # pages read by OCR per file: OCR takes seconds a page, and the upload waits for it
+    max_ocr_pages: int = 10
 
 
 @dataclass(frozen=True)

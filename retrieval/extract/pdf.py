@@ -62,6 +62,12 @@ def extract_pdf(name: str, data: bytes, limits: ExtractLimits) -> Extracted:
             raise InvalidDocument(f"file {name!r} is a damaged PDF ({exc})", 422) from None
         blank = [i for i, text in enumerate(pages) if not text]
         if blank and limits.ocr and ocr.available():
+            if len(blank) > limits.max_ocr_pages:
+                raise InvalidDocument(
+                    f"file {name!r}: {len(blank)} pages without a text layer need OCR, the limit is "
+                    f"{limits.max_ocr_pages}",
+                    413,
+                )
             for i in blank:
                 pages[i] = _ocr_page(name, pdf, i, limits)
         elif len(blank) == n:

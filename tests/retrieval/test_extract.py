@@ -108,6 +108,7 @@ def test_scanned_pdf_is_read_by_ocr_or_fails_with_no_text_layer() -> None:
     if shutil.which("tesseract") is None:
         refused("scan.pdf", scanned_pdf_bytes(), 422, "install tesseract-ocr")
         return
+    refused("scan.pdf", scanned_pdf_bytes(), 413, "need OCR, the limit is 0", ExtractLimits(max_ocr_pages=0))
     got = extract_file("scan.pdf", scanned_pdf_bytes(), LIMITS)
     assert got.pages == 1 and "lighthouse" in got.text and "1841" in got.text, got.text
     assert set(words(SCAN_LINE)) & set(words(got.text))
