@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from retrieval.config import CollectionConfig, IndexConfig, IndexKind
 from retrieval.errors import DocumentNotFound
 from retrieval.ingest import PreparedDocument
 from retrieval.spans import tile
-from retrieval.store import ChunkStore, NewChunk
+from retrieval.store import SCHEMA, ChunkStore, NewChunk
 
 DIM = 384
 VERSION = f"all-MiniLM-L6-v2/{DIM}/chunk"
@@ -159,3 +160,20 @@ def test_store_round_trips_chunk_fields(tmp_path: Path) -> None:
     assert got[ids[0]].embedding_version == VERSION and store.version == 1
     assert store.delete_document("nope") is None and store.version == 1
     store.close()
+
+
+def test_a_store_made_before_page_starts_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)  # the tables as first released, without page_starts
+    db.execute("INSERT INTO documents VALUES ('old', 'old.txt', 'some text', 3, 'test', 1.0)")
+    db.commit()
+    db.close()
+    store = ChunkStore(path)
+    try:
+        assert [d.pages for d in store.documents()] == [None]
+        store.add_document("new", "new.pdf", "one\n\ntwo", 2, "test", [], page_starts=[0, 5])
+        assert store.page_starts(["old", "new"]) == {"new": (0, 5)}
+        assert {d.name: d.pages for d in store.documents()} == {"old.txt": None, "new.pdf": 2}
+    finally:
+        store.close()

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
 from engine.torch_engine import TorchEngine
@@ -289,3 +290,20 @@ def test_postgres_replicas_see_each_others_writes_and_never_share_a_job(postgres
     finally:
         a.close()
         b.close()
+
+
+def test_a_postgres_database_made_before_page_starts_gains_the_column(postgres: PostgresServer) -> None:
+    url = postgres.fresh_database()
+    store = PostgresCollectionStore(url)
+    store.create("kb", FIXED, EMBEDDER, DIM).add("old", "old.txt", make_doc("alpha " * 30, 3, 1))
+    store.close()
+    with psycopg.connect(url, autocommit=True) as conn:  # the table as first released
+        conn.execute("ALTER TABLE ragblend_documents DROP COLUMN page_starts")
+    store = PostgresCollectionStore(url)
+    try:
+        col = store.open("kb")
+        col.add("new", "new.pdf", replace(make_doc("beta " * 20, 2, 2), page_starts=(0, 50)))
+        assert col.page_starts(["old", "new"]) == {"new": (0, 50)}
+        assert {d.name: d.pages for d in col.documents()} == {"old.txt": None, "new.pdf": 2}
+    finally:
+        store.close()
