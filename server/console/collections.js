@@ -74,7 +74,8 @@ export class CollectionsPanel {
       const items = detail.document_list.map((d) => {
         const show = el("button", { type: "button", class: "link" }, [d.name || d.doc_id]);
         show.addEventListener("click", () => this.documentView.show(name, d.doc_id, null));
-        return el("li", {}, [show, el("span", { class: "hint" }, [` ${plural(d.n_chunks, "chunk")}`])]);
+        const size = d.pages ? `${plural(d.pages, "page")}, ${plural(d.n_chunks, "chunk")}` : plural(d.n_chunks, "chunk");
+        return el("li", {}, [show, el("span", { class: "hint" }, [` ${size}`])]);
       });
       docs.replaceChildren(...(items.length ? items : [el("li", { class: "hint" }, ["No documents yet."])]));
     } catch (err) {

@@ -61,6 +61,10 @@ def test_upload_a_pdf_and_see_its_pages_in_citations(
     expect(job).to_contain_text("locked.pdf: failed: file 'locked.pdf' is an encrypted PDF")
     names = {d["name"] for d in httpx.get(f"{base}/v1/collections/atlas").json()["document_list"]}
     assert names == {"atlas.pdf"}
+    page.click("#collection-list li[data-name=atlas] button[aria-expanded]")
+    expect(page.locator("#collection-list .document-list")).to_contain_text(
+        re.compile(r"atlas\.pdf 3 pages, \d+ chunks?")
+    )
     shots.take(page, "01-uploaded")
 
     page.select_option("#ask-collection", "atlas")
