@@ -8,6 +8,9 @@ the file.
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pypdfium2 as pdfium
 
 from retrieval.errors import InvalidDocument
@@ -15,6 +18,9 @@ from retrieval.extract import ocr
 from retrieval.extract.base import Extracted, ExtractLimits, clean, join_pages
 
 OCR_DPI = 300
+# PDFium is not thread-safe: one call into it at a time in this process (uploads are read on the
+# server's thread pool, so two PDFs can arrive together)
+_PDFIUM = threading.Lock()
 
 
 def _open(name: str, data: bytes) -> pdfium.PdfDocument:
@@ -39,16 +45,16 @@ def _page_text(pdf: pdfium.PdfDocument, i: int) -> str:
         page.close()
 
 
-def _ocr_page(name: str, pdf: pdfium.PdfDocument, i: int, limits: ExtractLimits) -> str:
+def _render(pdf: pdfium.PdfDocument, i: int) -> Any:
     page = pdf[i]
     try:
-        image = page.render(scale=OCR_DPI / 72, grayscale=True).to_pil()
+        return page.render(scale=OCR_DPI / 72, grayscale=True).to_pil()
     finally:
         page.close()
-    return clean(ocr.ocr_image(name, i + 1, image, limits.ocr_timeout_s)).strip()
 
 
-def extract_pdf(name: str, data: bytes, limits: ExtractLimits) -> Extracted:
+def _read(name: str, data: bytes, limits: ExtractLimits) -> tuple[list[str], dict[int, Any]]:
+    """Each page's text layer, and an image of each page without one that OCR should read."""
     pdf = _open(name, data)
     try:
         n = len(pdf)
@@ -68,12 +74,19 @@ def extract_pdf(name: str, data: bytes, limits: ExtractLimits) -> Extracted:
                     f"{limits.max_ocr_pages}",
                     413,
                 )
-            for i in blank:
-                pages[i] = _ocr_page(name, pdf, i, limits)
-        elif len(blank) == n:
+            return pages, {i: _render(pdf, i) for i in blank}
+        if len(blank) == n:
             how = "install tesseract-ocr to read it by OCR" if limits.ocr else "OCR is off"
             raise InvalidDocument(f"file {name!r}: no text layer (a scanned PDF?); {how}", 422)
+        return pages, {}
     finally:
         pdf.close()
+
+
+def extract_pdf(name: str, data: bytes, limits: ExtractLimits) -> Extracted:
+    with _PDFIUM:
+        pages, scans = _read(name, data, limits)
+    for i, image in scans.items():  # outside the lock: OCR is a process of its own
+        pages[i] = clean(ocr.ocr_image(name, i + 1, image, limits.ocr_timeout_s)).strip()
     text, starts = join_pages(pages)
     return Extracted(text, "pdf", starts)

@@ -7,6 +7,7 @@ import codecs
 import io
 import shutil
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -140,3 +141,12 @@ def test_limits() -> None:
     refused("atlas.pdf", pdf_bytes(), 413, "the limit is 1000", ExtractLimits(max_bytes=1000))
     refused("big.txt", b"a" * 500, 413, "limit", ExtractLimits(max_chars=100))
     refused("atlas.pdf", pdf_bytes(), 413, "limit is 100", ExtractLimits(max_chars=100))
+
+
+def test_pdfs_read_on_many_threads_at_once_come_out_whole() -> None:
+    """Uploads are read on the server's thread pool; PDFium itself must see one call at a time."""
+    data = pdf_bytes()
+    expected = extract_file("atlas.pdf", data, LIMITS)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda _: extract_file("atlas.pdf", data, LIMITS), range(24)))
+    assert all(g == expected for g in got)
