@@ -63,6 +63,8 @@ class IngestRunner:
         col: StoredCollection = job.target
         if col.closed:
             raise CollectionClosed(job.collection)
+        if all(d.state in DONE_STATES for d in job.documents):
+            return  # every document was unchanged (or committed by an earlier run): no model needed
         lm = self._wait_for_lm(job)
         embedder = self.manager.embedder("ingest")
         try:
