@@ -3,10 +3,14 @@ text is extracted here (retrieval/extract: PDF, DOCX, HTML, CSV, Markdown, text)
 
 A file that cannot be read fails alone: it becomes a failed document of the job, named with the
 reason, and the upload's other files are ingested. When no file of the upload can be read, nothing
-is queued and the answer is the 4xx of the failures."""
+is queued and the answer is the 4xx of the failures.
+
+Each document comes with its metadata (metadata.py): in JSON, a `metadata` object beside its text;
+in a multipart upload, one form field `metadata` holding a JSON object, given to every file."""
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePath
 
 from fastapi import Request
@@ -17,8 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 
 from retrieval.documents import NewDocument
-from retrieval.errors import InvalidDocument
+from retrieval.errors import InvalidDocument, InvalidRequest
 from retrieval.extract import ExtractLimits, extract_file
+from retrieval.metadata import Scalar, check_metadata
 from server.errors import ApiError
 from server.retrieval_schemas import AddDocumentsRequest
 from server.settings import Settings
@@ -32,12 +37,18 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _from_json(request: Request) -> list[tuple[str, str]]:
+Upload = tuple[NewDocument, dict[str, Scalar]]  # the document, its metadata
+
+
+async def _from_json(request: Request) -> list[Upload]:
     try:
         body = AddDocumentsRequest.model_validate_json(await request.body())
     except ValidationError as exc:
         raise ApiError(422, _describe(exc)) from None
-    return body.pairs()
+    metadata = [check_metadata(m, where) for where, m in body.metadata_list()]
+    return [
+        (NewDocument(name, text), meta) for (name, text), meta in zip(body.pairs(), metadata, strict=True)
+    ]
 
 
 def extract_limits(settings: Settings) -> ExtractLimits:
@@ -60,35 +71,50 @@ def _read_file(name: str, data: bytes, limits: ExtractLimits) -> tuple[NewDocume
     return NewDocument(name, extracted.text, extracted.page_starts), 0
 
 
-async def _from_multipart(request: Request, settings: Settings) -> list[NewDocument]:
+def _form_metadata(raw: object) -> dict[str, Scalar]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, str):
+        raise ApiError(422, "metadata: expected a form field holding a JSON object, not a file")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(422, f"metadata: not valid JSON ({exc})") from None
+    return check_metadata(value, "metadata")
+
+
+async def _from_multipart(request: Request, settings: Settings) -> list[Upload]:
     limit = settings.retrieval_max_documents_per_request
     try:
         form = await request.form(max_files=limit, max_fields=limit)
     except (MultiPartException, HTTPException) as exc:
         detail = getattr(exc, "message", None) or getattr(exc, "detail", "")
         raise ApiError(400, f"malformed multipart body: {detail}") from None
+    metadata = _form_metadata(form.get("metadata"))
     files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
     if not files:
         raise ApiError(422, "no files in the multipart body: upload files in the field 'files'")
     limits = extract_limits(settings)
-    docs, statuses = [], []
+    docs: list[Upload] = []
+    statuses = []
     for i, upload in enumerate(files):
         name = PurePath(upload.filename or "").name or f"file-{i}"
         data = await upload.read()
         doc, status = await run_in_threadpool(_read_file, name, data, limits)
-        docs.append(doc)
+        docs.append((doc, metadata))
         statuses.append(status)
     if all(statuses):
         common = set(statuses)
         status = common.pop() if len(common) == 1 else 422
-        raise ApiError(status, "; ".join(d.error or "" for d in docs))
+        raise ApiError(status, "; ".join(doc.error or "" for doc, _ in docs))
     return docs
 
 
-async def read_documents(request: Request, settings: Settings) -> list[tuple[str, str]] | list[NewDocument]:
-    """(name, text) pairs from JSON (checked by the manager), or the files of an upload."""
+async def read_documents(request: Request, settings: Settings) -> list[Upload]:
+    """Each document with its metadata; uploads are extracted here (a file that cannot be read is a
+    failed document), JSON texts are checked by the manager; metadata is checked here (422 naming
+    the field)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    docs: list[tuple[str, str]] | list[NewDocument]
     try:
         if content_type == "multipart/form-data":
             docs = await _from_multipart(request, settings)
@@ -98,6 +124,6 @@ async def read_documents(request: Request, settings: Settings) -> list[tuple[str
             raise ApiError(
                 415, f"unsupported content type {content_type!r}: send JSON or multipart/form-data"
             )
-    except InvalidDocument as exc:
+    except InvalidRequest as exc:  # InvalidDocument included
         raise ApiError(exc.status, exc.message, exc.kind) from None
     return docs

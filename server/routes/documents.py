@@ -27,24 +27,26 @@ async def add_documents(
 ) -> JobAccepted:
     """Queue documents for ingestion and answer at once with the job to poll.
 
-    Body: JSON `{"text": ..., "name": ...}` or `{"documents": [{"text", "name"}, ...]}`, or a
-    multipart/form-data upload of files (field `files`): PDF, DOCX, HTML, CSV, Markdown or text,
-    the format detected from the content. A file that cannot be read (encrypted, damaged, of an
-    unsupported kind, over a limit) fails alone: it is listed as failed with the reason, and the
-    other files are ingested; when no file can be read the answer is a 4xx naming each.
+    Body: JSON `{"text": ..., "name": ..., "metadata": {...}}` or `{"documents": [{"text", "name",
+    "metadata"}, ...]}`, or a multipart/form-data upload of files (field `files`: PDF, DOCX, HTML,
+    CSV, Markdown or text, the format detected from the content) with an optional `metadata` field
+    (a JSON object, for every file). A file that cannot be read (encrypted, damaged, unsupported,
+    over a limit) fails alone, listed as failed with the reason, and the other files are ingested;
+    when no file can be read the answer is a 4xx naming each. A named document replaces the one of
+    that name; re-sending one unchanged (same text and metadata) does nothing (its job says "unchanged").
     """
     await call(manager.collection, scope.storage(name))  # 404 before reading a large body
     docs = await read_documents(request, services.settings)
-    job = await call(manager.submit_documents, scope.storage(name), docs)
+    documents = [doc for doc, _ in docs]
+    metadata = [meta for _, meta in docs]
+    job = await call(manager.submit_documents, scope.storage(name), documents, metadata)
     return JobAccepted(
         job_id=job.job_id,
         collection=name,
         state=job.state,
         status_url=f"/v1/jobs/{job.job_id}",
         documents=[
-            AcceptedDocument(
-                doc_id=d.doc_id, name=d.name, state="failed" if d.error else "pending", error=d.error
-            )
+            AcceptedDocument(doc_id=d.doc_id, name=d.name, state=d.state, error=d.error)
             for d in job.documents
         ],
     )
