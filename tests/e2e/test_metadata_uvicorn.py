@@ -152,7 +152,12 @@ def test_ingestion_metadata_json_and_multipart_and_reingest_by_name(base: str) -
 
     # the same file again: nothing to do, said at once and by the job
     again = call("POST", docs, files=files, data={"metadata": json.dumps(meta)})
-    assert again.json()["documents"][0] == {"doc_id": doc_id, "name": "notes.md", "state": "unchanged"}
+    assert again.json()["documents"][0] == {
+        "doc_id": doc_id,
+        "name": "notes.md",
+        "state": "unchanged",
+        "error": None,
+    }
     job = wait_for_job(base, again.json()["job_id"])
     assert job["state"] == "succeeded" and job["documents"][0]["state"] == "unchanged"
     assert job["documents"][0]["chunks"] == len(stored["chunks"])
