@@ -14,10 +14,12 @@ class KVCache:
     valid. Callers write rows through `write` and read a prefix through `view`.
     """
 
-    def __init__(self, cfg: ModelConfig, capacity: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, cfg: ModelConfig, capacity: int, dtype: torch.dtype, device: torch.device | None = None
+    ) -> None:
         shape = (1, cfg.num_kv_heads, capacity, cfg.head_dim)
-        self.k = [torch.empty(shape, dtype=dtype) for _ in range(cfg.num_layers)]
-        self.v = [torch.empty(shape, dtype=dtype) for _ in range(cfg.num_layers)]
+        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(cfg.num_layers)]
+        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(cfg.num_layers)]
         self.capacity = capacity
         self.length = 0
 

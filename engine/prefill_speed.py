@@ -1,4 +1,5 @@
-"""The engine's prefill speed, measured, for budgets in estimated milliseconds (cost.py)."""
+"""The model's prefill speed, measured, for selection budgets in estimated milliseconds
+(retrieval/selection/cost.py prices chunks with it)."""
 
 from __future__ import annotations
 
