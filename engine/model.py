@@ -65,6 +65,7 @@ class LlamaModel:
         Returns the last position's logits [vocab] by default, or [T, vocab] with `all_logits`.
         A prefill from an empty cache takes the causal fast path with no explicit mask.
         """
+        ids = ids.to(self.device)
         start, t = kv.length, ids.shape[0]
         end = start + t
         if end > self.rope.max_positions:
@@ -75,11 +76,12 @@ class LlamaModel:
         padded = start > 0 and t > 1 and 4 * t >= end
         mask = None
         if start > 0 and t > 1 and not padded:
-            mask = torch.ones(t, end, dtype=torch.bool).tril(diagonal=start)
+            mask = torch.ones(t, end, dtype=torch.bool, device=self.device).tril(diagonal=start)
         h = self.embed[ids]
         for i, layer in enumerate(self.layers):
             q, k, v = layer.project_qkv(h)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            kv.wait_layer(i)  # placed chunk K/V still on their way to the device
             kv.write(i, start, k, v)
             if start == 0:
                 o = attention(q, k, v, causal=t > 1)
