@@ -33,11 +33,11 @@ from bench import datasets
 from bench.common import RESULTS, machine, write_results
 from engine.blend.options import BlendOptions
 from engine.config import EngineConfig
+from engine.prefill_speed import measure_prefill_tokens_per_s
 from engine.torch_engine import TorchEngine
 from retrieval.embedder import Embedder
 from retrieval.selection import Candidate, CostModel, SelectionConfig, select_chunks
 from retrieval.selection.embedding_scorer import EmbeddingScorer
-from retrieval.selection.speed import measure_prefill_tokens_per_s
 from server.settings import Settings
 
 BUDGETS = (600, 1200, 1800, 2400)  # prefill tokens; MuSiQue passages are ~600 tokens each

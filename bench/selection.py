@@ -46,11 +46,11 @@ from engine.blend.options import BlendOptions
 from engine.chunk_warmup import warm_chunks
 from engine.config import EngineConfig
 from engine.events import FinishEvent
+from engine.prefill_speed import measure_prefill_speed
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from retrieval.selection import Candidate, CostModel, SelectionConfig, select_chunks
 from retrieval.selection.embedding_scorer import EmbeddingScorer
-from retrieval.selection.speed import measure_prefill_speed
 from server.settings import Settings
 
 METHODS = ("topk", "corag", "topk-aware", "corag-aware")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from engine.blend.options import BlendOptions
 from engine.events import GenerationEvent
@@ -12,6 +13,9 @@ from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
 from engine.stats import EngineStats
+
+if TYPE_CHECKING:  # the capability pulls in the model code; the interface stays light to import
+    from engine.chunk_kv import ChunkKV
 
 
 class PromptTooLong(ValueError):
@@ -35,6 +39,9 @@ class Engine(ABC):
       caller's tenant, never by the client) separates tenants' cache entries.
     - One `generate` runs at a time per engine unless the backend says otherwise (`submit_job` returns
       a Job instead of None when the backend batches requests itself).
+    - `chunk_kv` is the backend's chunk-KV capability (engine/chunk_kv.py: chunk cache, blender,
+      warm-up, selection costs, device), built once at load; None for a backend that reuses no chunk
+      caches. Callers reach chunk caches through it only, never by asking which backend they hold.
     """
 
     name: str
@@ -45,6 +52,7 @@ class Engine(ABC):
     # correctness gate chose at load (engine/blend/gate.py); `blend_gate` is the gate's report
     default_blend: BlendOptions = BlendOptions()
     blend_gate: dict[str, object] | None = None
+    chunk_kv: ChunkKV | None = None
 
     @abstractmethod
     def build_prompt(self, query: str, documents: list[str] | None, system: str | None) -> Prompt: ...

@@ -27,7 +27,7 @@ def decode_weights(model: LlamaModel) -> list[dict[str, torch.Tensor]] | None:
     head 46 ms vs 25 ms), which ate most of what batching gains. Prefills keep F.linear, faster from
     about 64 rows on; bfloat16 F.linear has no such gap. The copy costs the weights' size again.
     """
-    if model.dtype != torch.float32:
+    if model.dtype != torch.float32 or model.device.type != "cpu":  # a CPU (MKL) layout trick
         return None
     if model not in _transposed:
         layers = [{n: getattr(layer, n).t().contiguous() for n in _NAMES} for layer in model.layers]
@@ -55,14 +55,15 @@ def decode_step(model: LlamaModel, cache: BatchKV, tokens: list[int]) -> torch.T
     cfg = model.cfg
     slots = torch.arange(n)
     # [n, 1, 1, longest]: row i may attend to keys 0..positions[i]; broadcast over heads and the query.
-    mask = (torch.arange(longest)[None, :] <= positions[:, None])[:, None, None, :]
+    mask = (torch.arange(longest)[None, :] <= positions[:, None])[:, None, None, :].to(model.device)
+    slots, positions = slots.to(model.device), positions.to(model.device)
     cos, sin = (t[:, None, None, :] for t in model.rope.lookup(positions))  # [n, 1, 1, dim]
     transposed = decode_weights(model)
 
     def linear(x: torch.Tensor, layer: int, name: str, weight: torch.Tensor) -> torch.Tensor:
         return x @ transposed[layer][name] if transposed is not None else F.linear(x, weight)
 
-    h = model.embed[torch.tensor(tokens)]
+    h = model.embed[torch.tensor(tokens, device=model.device)]
     for i, layer in enumerate(model.layers):
         qkv = linear(rms_norm(h, layer.input_norm, cfg.rms_norm_eps), i, "qkv_weight", layer.qkv_weight)
         if layer.qkv_bias is not None:

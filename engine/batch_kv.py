@@ -28,7 +28,10 @@ class BatchKV:
     batch holds no memory at all.
     """
 
-    def __init__(self, cfg: ModelConfig, dtype: torch.dtype, max_slots: int) -> None:
+    def __init__(
+        self, cfg: ModelConfig, dtype: torch.dtype, max_slots: int, device: torch.device | None = None
+    ) -> None:
+        self.device = device
         self.cfg = cfg
         self.dtype = dtype
         self.max_slots = max_slots
@@ -99,7 +102,8 @@ class BatchKV:
         for layer in range(self.cfg.num_layers):
             # zeros, not empty: masked padding still enters the score matmul, and NaN garbage would
             # survive the mask (NaN + -inf is NaN)
-            k, v = torch.zeros(shape, dtype=self.dtype), torch.zeros(shape, dtype=self.dtype)
+            k = torch.zeros(shape, dtype=self.dtype, device=self.device)
+            v = torch.zeros(shape, dtype=self.dtype, device=self.device)
             if n:
                 k[:n, :, :longest] = self.k[layer][:n, :, :longest]
                 v[:n, :, :longest] = self.v[layer][:n, :, :longest]

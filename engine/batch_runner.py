@@ -41,7 +41,7 @@ class BatchRunner:
         self.model = model
         decode_weights(model)  # made now, not in the middle of some request's first decode step
         self.blender = Blender(pausing_copy(model), chunk_cache)
-        self.batch = BatchKV(model.cfg, model.dtype, cfg.max_batch_size)
+        self.batch = BatchKV(model.cfg, model.dtype, cfg.max_batch_size, model.device)
         self.budget = cfg.prefill_chunk_tokens * model.cfg.num_layers  # rows x layers per step
         self.cfg = cfg
         self.background: list[BackgroundJob[object]] = []

@@ -86,6 +86,7 @@ class EngineConfig:
 
     model_dir: Path
     dtype: str = "bfloat16"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (engine/device.py); auto: the GPU when torch sees one
     num_threads: int | None = None
     max_context: int | None = None  # None: the model's own max_position_embeddings
     max_new_tokens_limit: int = 1024

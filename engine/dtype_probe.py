@@ -42,8 +42,13 @@ def fastest_dtype() -> str:
     return "float32" if best[torch.float32] < 0.8 * best[torch.bfloat16] else "bfloat16"
 
 
-def resolve_dtype(requested: str) -> str:
-    return fastest_dtype() if requested == "auto" else requested
+def resolve_dtype(requested: str, device: torch.device | None = None) -> str:
+    """`requested`, or for "auto": bfloat16 on a GPU (its tensor cores run bf16), else the CPU probe."""
+    if requested != "auto":
+        return requested
+    if device is not None and device.type == "cuda":
+        return "bfloat16"
+    return fastest_dtype()
 
 
 def _machine_signature() -> str:
@@ -53,13 +58,15 @@ def _machine_signature() -> str:
     return f"{model}|{torch.__version__}|cuda={torch.cuda.is_available()}"
 
 
-def remembered_dtype(requested: str, path: Path) -> str:
+def remembered_dtype(requested: str, path: Path, device: torch.device | None = None) -> str:
     """`requested`, or for "auto" the choice stored in `path` for this CPU and torch build, probing
     and storing it the first time. The dtype is part of every chunk-cache key: a choice that
     flipped between restarts (a timing probe on a busy machine can) would orphan the disk and Redis
-    tiers, so it is made once per machine and data directory."""
+    tiers, so it is made once per machine and data directory. On a GPU "auto" is bfloat16, no probe."""
     if requested != "auto":
         return requested
+    if device is not None and device.type == "cuda":
+        return "bfloat16"
     signature = _machine_signature()
     try:
         stored = json.loads(path.read_text())

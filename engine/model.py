@@ -25,6 +25,7 @@ class LlamaModel:
     def __init__(self, cfg: ModelConfig, tensors: dict[str, torch.Tensor], max_positions: int) -> None:
         self.cfg = cfg
         self.dtype = tensors["embed_tokens.weight"].dtype
+        self.device = tensors["embed_tokens.weight"].device
         self.embed = tensors["embed_tokens.weight"]
         self.final_norm = tensors["norm.weight"]
         self.lm_head = self.embed if cfg.tie_word_embeddings else tensors["lm_head.weight"]
@@ -34,17 +35,24 @@ class LlamaModel:
             )
             for i in range(cfg.num_layers)
         ]
-        self.rope = RotaryTable(cfg, max_positions, self.dtype)
+        self.rope = RotaryTable(cfg, max_positions, self.dtype, self.device)
 
     @classmethod
-    def load(cls, model_dir: Path, cfg: ModelConfig, dtype: torch.dtype, max_positions: int) -> LlamaModel:
-        tensors = load_state_dict(model_dir, dtype)
+    def load(
+        cls,
+        model_dir: Path,
+        cfg: ModelConfig,
+        dtype: torch.dtype,
+        max_positions: int,
+        device: torch.device | None = None,
+    ) -> LlamaModel:
+        tensors = load_state_dict(model_dir, dtype, device or torch.device("cpu"))
         if "lm_head.weight" in tensors and "embed_tokens.weight" not in tensors:
             raise ValueError("checkpoint has no embed_tokens weight")
         return cls(cfg, tensors, max_positions)
 
     def new_cache(self, capacity: int) -> KVCache:
-        return KVCache(self.cfg, capacity, self.dtype)
+        return KVCache(self.cfg, capacity, self.dtype, self.device)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         """Float32 logits of hidden states [T, hidden] after the final norm."""
@@ -57,6 +65,7 @@ class LlamaModel:
         Returns the last position's logits [vocab] by default, or [T, vocab] with `all_logits`.
         A prefill from an empty cache takes the causal fast path with no explicit mask.
         """
+        ids = ids.to(self.device)
         start, t = kv.length, ids.shape[0]
         end = start + t
         if end > self.rope.max_positions:
@@ -67,11 +76,12 @@ class LlamaModel:
         padded = start > 0 and t > 1 and 4 * t >= end
         mask = None
         if start > 0 and t > 1 and not padded:
-            mask = torch.ones(t, end, dtype=torch.bool).tril(diagonal=start)
+            mask = torch.ones(t, end, dtype=torch.bool, device=self.device).tril(diagonal=start)
         h = self.embed[ids]
         for i, layer in enumerate(self.layers):
             q, k, v = layer.project_qkv(h)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            kv.wait_layer(i)  # placed chunk K/V still on their way to the device
             kv.write(i, start, k, v)
             if start == 0:
                 o = attention(q, k, v, causal=t > 1)

@@ -36,16 +36,21 @@ def inverse_frequencies(cfg: ModelConfig) -> tuple[torch.Tensor, float]:
 class RotaryTable:
     """Precomputed cos/sin rows for every position up to `max_positions`."""
 
-    def __init__(self, cfg: ModelConfig, max_positions: int, dtype: torch.dtype) -> None:
+    def __init__(
+        self, cfg: ModelConfig, max_positions: int, dtype: torch.dtype, device: torch.device | None = None
+    ) -> None:
         inv_freq, attn_scale = inverse_frequencies(cfg)
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), inv_freq)
         emb = torch.cat([angles, angles], dim=-1)
-        self.cos = (emb.cos() * attn_scale).to(dtype)
-        self.sin = (emb.sin() * attn_scale).to(dtype)
+        # computed on the CPU in float32 whatever the device, so every device rotates alike
+        self.cos = (emb.cos() * attn_scale).to(dtype).to(device)
+        self.sin = (emb.sin() * attn_scale).to(dtype).to(device)
         self.max_positions = max_positions
+        self.device = self.cos.device
 
     def lookup(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin rows, shape [T, head_dim], for integer `positions` of shape [T]."""
+        """cos and sin rows, shape [T, head_dim], for integer `positions` of shape [T] (any device)."""
+        positions = positions.to(self.device)
         return self.cos[positions], self.sin[positions]
 
 

@@ -42,6 +42,7 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor) -> int:
         p = self.params
+        logits = logits.cpu()  # the token id is needed on the host anyway; the generator lives there
         if p.temperature == 0:
             return int(logits.argmax())
         probs = torch.softmax(logits / p.temperature, dim=-1)

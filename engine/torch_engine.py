@@ -1,9 +1,8 @@
-"""The embedded engine: our own Llama-family forward in PyTorch on the CPU (or any torch device)."""
+"""The embedded engine: our own Llama-family forward in PyTorch, on the CPU or a GPU (RAGBLEND_DEVICE)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -11,29 +10,26 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
-from transformers import AutoTokenizer
 
 from cache.memory_tier import MemoryTier
 from cache.store import ChunkStore
 from engine.base import Engine
 from engine.blend.blender import Blender, blend_usage
-from engine.blend.chunk_cache import ChunkCache
 from engine.blend.gate import run_gate
 from engine.blend.options import BlendOptions
+from engine.chunk_kv import ChunkKV
 from engine.cold_pieces import prefill_once, store_after_answer
-from engine.config import EngineConfig, ModelConfig
-from engine.dtype_probe import resolve_dtype
+from engine.config import EngineConfig
 from engine.event_sink import ThreadSink
 from engine.events import FinishEvent, GenerationEvent
 from engine.generator import decode_loop
 from engine.kv_cache import KVCache
-from engine.model import LlamaModel
-from engine.prompt import Prompt, PromptBuilder
+from engine.loaded_model import LoadedModel
+from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
 from engine.scheduler import Scheduler
 from engine.stats import EngineStats
-from engine.weights import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -47,47 +43,39 @@ class TorchEngine(Engine):
     name = "torch"
 
     def __init__(self, cfg: EngineConfig, store: ChunkStore | None = None) -> None:
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        loaded = LoadedModel.load(cfg)
         self.cfg = cfg
-        self.model_config = ModelConfig.from_dir(cfg.model_dir)
-        self.dtype_name = resolve_dtype(cfg.dtype)
-        self.max_context = min(
-            cfg.max_context or self.model_config.max_position_embeddings,
-            self.model_config.max_position_embeddings,
-        )
+        self.model_config = loaded.model_config
+        self.dtype_name = loaded.dtype_name
+        self.max_context = loaded.max_context
         self.max_new_tokens_limit = cfg.max_new_tokens_limit
         self.model_name = cfg.model_dir.name
-        self.tokenizer = AutoTokenizer.from_pretrained(str(cfg.model_dir))
-        dtype = EngineConfig(cfg.model_dir, dtype=self.dtype_name).torch_dtype
-        self.model = LlamaModel.load(cfg.model_dir, self.model_config, dtype, self.max_context)
-        self.prompts = PromptBuilder(self.tokenizer)
-        self.eos_ids = self._eos_ids()
-        self.fingerprint = f"{model_fingerprint(cfg.model_dir)}-{self.dtype_name}"
+        self.tokenizer = loaded.tokenizer
+        self.model = loaded.model
+        self.prompts = loaded.prompts
+        self.eos_ids = loaded.eos_ids
+        self.fingerprint = loaded.fingerprint
         self.store = store if store is not None else MemoryTier(cfg.chunk_cache_bytes)
-        self.chunk_cache = ChunkCache(self.store, self.model_config, self.fingerprint, self.dtype_name)
-        self.blender = Blender(self.model, self.chunk_cache)
+        self.chunk_kv: ChunkKV = ChunkKV(loaded, self.store, self._run_background)
+        self.chunk_cache = self.chunk_kv.cache
+        self.blender = self.chunk_kv.blender
         self.scheduler: Scheduler | None = None
         if cfg.max_batch_size > 0:
             self.scheduler = Scheduler(
                 self.model, self.tokenizer, self.eos_ids, self.chunk_cache, cfg.scheduler_config()
             )
-        log.info("loaded %s (%s, %s layers)", self.model_name, self.dtype_name, self.model_config.num_layers)
+        log.info(
+            "loaded %s (%s, %s layers, on %s)",
+            self.model_name,
+            self.dtype_name,
+            self.model_config.num_layers,
+            self.model.device,
+        )
         gate = run_gate(
             self.model, self.prompts, self.chunk_cache, self.eos_ids, BlendOptions(), cfg.blend_gate
         )
         self.default_blend = gate.chosen
         self.blend_gate = gate.as_dict()
-
-    def _eos_ids(self) -> frozenset[int]:
-        ids = set(self.model_config.eos_token_ids)
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        gen = self.cfg.model_dir / "generation_config.json"
-        if gen.is_file():
-            eos = json.loads(gen.read_text()).get("eos_token_id")
-            ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        return frozenset(ids)
 
     def build_prompt(self, query: str, documents: list[str] | None, system: str | None) -> Prompt:
         return self.prompts.build(query, documents, system)
@@ -134,6 +122,9 @@ class TorchEngine(Engine):
     def run_background(self, fn: Callable[[Blender], T], name: str = "background") -> T:
         """Run model work nobody is waiting for (ingestion) at the scheduler's background priority,
         on a blender whose layers yield to requests; blocks the calling thread until it is done."""
+        return self.chunk_kv.run_background(fn, name)
+
+    def _run_background(self, fn: Callable[[Blender], T], name: str) -> T:
         scheduler = self.scheduler
         if scheduler is None:
             return fn(self.blender)
@@ -162,7 +153,7 @@ class TorchEngine(Engine):
         self.check_fits(prompt, params.max_tokens)
         capacity = len(prompt) + params.max_tokens
         if blend is None or not blend.reuses:
-            ids = torch.tensor(prompt.ids)
+            ids = torch.tensor(prompt.ids, device=self.model.device)
             kv = self.model.new_cache(capacity)
             logits = self.model.forward(ids, kv)
             usage = {"cached_tokens": 0, "recomputed_tokens": 0}

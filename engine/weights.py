@@ -16,11 +16,15 @@ def checkpoint_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def load_state_dict(model_dir: Path, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """All tensors of the checkpoint, cast to `dtype`, with any leading `model.` prefix removed."""
+def load_state_dict(
+    model_dir: Path, dtype: torch.dtype, device: torch.device | None = None
+) -> dict[str, torch.Tensor]:
+    """All tensors of the checkpoint on `device` (the CPU by default), cast to `dtype`, with any
+    leading `model.` prefix removed. On a GPU each tensor is read straight onto it."""
     tensors: dict[str, torch.Tensor] = {}
+    where = str(device) if device is not None and device.type != "cpu" else "cpu"
     for path in checkpoint_files(model_dir):
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="pt", device=where) as f:
             for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
                 key = name.removeprefix("model.")
                 tensors[key] = f.get_tensor(name).to(dtype).contiguous()

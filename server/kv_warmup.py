@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from engine.chunk_warmup import warm_chunks
-from engine.torch_engine import TorchEngine
 from retrieval.collections import ChunksHook
 from retrieval.records import StoredChunk
 from server.services import Services
@@ -21,17 +19,16 @@ def chunk_warmup_hook(services: Services) -> ChunksHook:
 
     def warm(collection: str, chunks: Sequence[StoredChunk]) -> None:
         engine = services.engine
-        if not services.settings.retrieval_precompute_kv or not isinstance(engine, TorchEngine):
+        chunk_kv = engine.chunk_kv if engine is not None else None
+        if not services.settings.retrieval_precompute_kv or chunk_kv is None:
             return
         salt = services.tenant_salts.salt_for(collection)
         if salt is None:  # the owner's salt is not known to this process: warming would miss anyway
             log.info("collection %s: owner's salt unknown here; chunk caches left cold", collection)
             return
         texts = [c.text for c in chunks]
-        # At background priority: the model work yields to every user's request (engine/background.py).
-        report = engine.run_background(
-            lambda blender: warm_chunks(blender, engine.build_prompt, texts, salt), "kv-warmup"
-        )
+        # At the backend's background priority: the model work yields to every user's request.
+        report = chunk_kv.warm_up(texts, salt)
         log.info(
             "collection %s: %d chunk caches computed (%d tokens, %.2f s), %d already warm",
             collection,

@@ -17,14 +17,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from engine.blend.options import BlendOptions
-from engine.torch_engine import TorchEngine
 from retrieval.config import RetrievalMode
 from retrieval.records import RetrievedChunk
 from retrieval.selection import Candidate, CostModel, SelectionConfig, select_chunks
 from retrieval.selection.embedding_scorer import EmbeddingScorer
 from retrieval.selection.warmth import mark_warm
 from server.errors import ApiError
-from server.prefill_speed import prefill_speed
 from server.retrieval_service import call, get_collections, retrieve_chunks
 from server.services import Services
 
@@ -141,8 +139,11 @@ async def _select(
     system: str | None,
 ) -> tuple[list[int], SelectionReport, float]:
     engine = services.engine
-    if not isinstance(engine, TorchEngine):
-        raise ApiError(503, "selection needs the loaded torch engine (its tokenizer and chunk cache)")
+    if engine is None:
+        raise ApiError(503, "selection needs the model, which is not loaded")
+    chunk_kv = engine.chunk_kv
+    if chunk_kv is None:
+        raise ApiError(503, f"selection needs a backend that keeps chunk caches; {engine.name} keeps none")
     manager = get_collections(services)
     opts = blend or BlendOptions()
 
@@ -150,18 +151,9 @@ async def _select(
         started = time.perf_counter()
         prompt = engine.build_prompt(query, texts, system)
         base = [Candidate(str(i), t, 0) for i, t in enumerate(texts)]
-        candidates = mark_warm(base, prompt, engine.blender.cache, salt)
-        share = (opts.check_layer + 1) / engine.model_config.num_layers if opts.mode == "cacheblend" else 0.0
-        speed = prefill_speed(engine) if config.budget_unit == "ms" else None
-        cost_model = CostModel(
-            opts.mode,
-            opts.ratio,
-            min(1.0, share),
-            speed.tokens_per_s if speed else None,
-            speed.pair_s if speed else 0.0,
-            prefix_tokens=sum(len(p.ids) for p in prompt.pieces if p.kind == "prefix"),
-            query_tokens=sum(len(p.ids) for p in prompt.pieces if p.kind == "query"),
-        )
+        candidates = mark_warm(base, prompt, chunk_kv, salt)
+        costs = chunk_kv.selection_costs(opts, prompt, with_speed=config.budget_unit == "ms")
+        cost_model = CostModel.for_engine(opts.mode, opts.ratio, costs)
         scorer = EmbeddingScorer(manager.embedder("query"))
         chosen = select_chunks(query, candidates, scorer, cost_model, config)
         report = SelectionReport(

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
+import torch
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -13,6 +14,7 @@ from cache.config import StoreConfig
 from engine.assets import EMBEDDED_MODEL, resolve_model
 from engine.blend.options import GateConfig
 from engine.config import EngineConfig
+from engine.device import check_device_name, resolve_device
 from engine.dtype_probe import remembered_dtype
 from engine.vllm.options import VllmOptions
 from server.api_keys import ApiKeySpec, load_tenant_secret
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     model: str = EMBEDDED_MODEL
     engine: str = "torch"
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # the torch engine's device: auto (the first GPU torch sees, else the CPU), cpu, cuda or cuda:N
+    device: str = "auto"
     num_threads: int | None = None
     max_context: int | None = None
 
@@ -127,6 +131,11 @@ class Settings(BaseSettings):
     retrieval_selection_candidates: int = Field(12, gt=0)
     # --- end retrieval ---
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device_name(value)
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
@@ -157,10 +166,15 @@ class Settings(BaseSettings):
         configured = self.tenant_secret.get_secret_value() if self.tenant_secret else None
         return load_tenant_secret(configured, self.data_dir)
 
+    def torch_device(self) -> torch.device:
+        """The device RAGBLEND_DEVICE names here (ValueError for a GPU that is asked for but absent)."""
+        return resolve_device(self.device)
+
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
             model_dir=self.model_dir(),
-            dtype=remembered_dtype(self.dtype, self.data_dir / "dtype-choice.json"),
+            dtype=remembered_dtype(self.dtype, self.data_dir / "dtype-choice.json", self.torch_device()),
+            device=self.device,
             num_threads=self.num_threads,
             max_context=self.max_context,
             max_new_tokens_limit=self.max_tokens_limit,

@@ -16,6 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAGBLEND_BLEND_GATE", "false")
 
 import pytest
+import torch
 
 from engine.blend.options import GateConfig
 from engine.config import EngineConfig
@@ -51,6 +52,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # A vLLM test without vLLM must fail, not wait for a backend that can never start (or be skipped).
     if item.get_closest_marker("vllm") and importlib.util.find_spec("vllm") is None:
         pytest.fail("this test needs the vllm extra: `make test` runs it in .venv-vllm", pytrace=False)
+    if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU and torch sees none here (torch.cuda.is_available() is False)")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import torch
 from cache.entry import ChunkEntry
 from engine.blend.chunk_cache import ChunkCache, context_id
 from engine.blend.options import BlendOptions
-from engine.blend.placement import extract_rows, place_entry
+from engine.blend.placement import Placement, extract_rows, place_entries
 from engine.blend.precompute import ChunkKV, precompute_chunk
 from engine.blend.probe import adaptive_pick, probe_scores
 from engine.blend.selection import craft_rows, deviation_selector
@@ -112,6 +112,7 @@ class Blender:
             result = self._prefix(ids, kv, lookups)
         else:
             result = self._blend(ids, kv, lookups, opts)
+        result.kv.wait_all()  # whatever reads the cache next is ordered after every upload
         result.kv_fetch_ms = fetch_ms
         result.prefill_ms = (time.perf_counter() - started) * 1000 - fetch_ms
         result.lookups = lookups
@@ -119,11 +120,13 @@ class Blender:
 
     def _prefix(self, ids: torch.Tensor, kv: KVCache, lookups: list[PieceLookup]) -> BlendResult:
         reused = 0
+        placements: list[Placement] = []
         for lk in lookups:
             if lk.exact is None:
                 break
-            place_entry(kv, self.model.rope, lk.exact.k, lk.exact.v, lk.exact.start, lk.start)
+            placements.append((lk.exact.k, lk.exact.v, lk.exact.start, lk.start))
             reused = lk.end
+        place_entries(kv, self.model.rope, placements)
         kv.length = reused
         logits = self.model.forward(ids[reused:], kv)
         fresh = [lk.index for lk in lookups if lk.start >= reused]
@@ -136,15 +139,17 @@ class Blender:
         forced: list[int] = []
         candidates: list[tuple[PieceLookup, ChunkKV]] = []
         cached = 0
+        placements: list[Placement] = []
         for lk in lookups:
             chunk = lk.exact or lk.base
             if chunk is None:
                 forced.extend(lk.rows)
                 continue
-            place_entry(kv, self.model.rope, chunk.k, chunk.v, chunk.start, lk.start)
+            placements.append((chunk.k, chunk.v, chunk.start, lk.start))
             cached += lk.end - lk.start
             if lk.exact is None:
                 candidates.append((lk, chunk))
+        place_entries(kv, self.model.rope, placements)
         query_start = lookups[-1].end if lookups else 0
         forced.extend(range(query_start, n))
         forced_rows = torch.tensor(forced, dtype=torch.long)

@@ -49,7 +49,9 @@ class ChunkCache:
             craft=chunk.craft,
             extra={"start": chunk.start, "recompute_cost": chunk.k.shape[2], **(extra or {})},
         )
-        return ChunkEntry(key=key, k=chunk.k.contiguous(), v=chunk.v.contiguous(), meta=meta)
+        # the store keeps host copies whatever device the chunk was computed on
+        k, v = chunk.k.cpu().contiguous(), chunk.v.cpu().contiguous()
+        return ChunkEntry(key=key, k=k, v=v, meta=meta)
 
     def to_chunk(self, entry: ChunkEntry) -> ChunkKV | None:
         """The entry as placed K/V, or None when it does not fit this model (treated as a miss)."""

@@ -1,4 +1,11 @@
-"""Moving cached keys to new positions and writing cached rows into a sequence's KV cache."""
+"""Moving cached keys to new positions and writing cached rows into a sequence's KV cache.
+
+On a GPU, cached chunks arrive from the store as host tensors. `place_entries` copies them in layer
+by layer on a stream of its own, from pinned (page-locked) staging copies with non-blocking copies,
+and records one event per layer in the KV cache: the prefill that follows waits for layer i's event
+only when it reaches layer i (KVCache.wait_layer), so while the first layers compute, later layers
+are still crossing the bus, and pinning layer i + 1 on the host overlaps the copy of layer i.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +47,60 @@ def place_entry(
     for layer in range(len(kv.k)):
         kv.k[layer][0, :, new_start : new_start + t] = k[layer]
         kv.v[layer][0, :, new_start : new_start + t] = v[layer].to(dtype)
+
+
+Placement = tuple[torch.Tensor, torch.Tensor, int, int]  # cached k, v, cached start, new start
+
+
+def place_entries(kv: KVCache, table: RotaryTable, placements: list[Placement]) -> None:
+    """`place_entry` for every (k, v, cached_start, new_start); on a GPU, as the module says."""
+    if kv.device.type != "cuda":
+        for k, v, cached_start, new_start in placements:
+            place_entry(kv, table, k, v, cached_start, new_start)
+        return
+    if not placements:
+        return
+    compute = torch.cuda.current_stream(kv.device)
+    stream = _copy_stream(kv.device)
+    stream.wait_stream(compute)  # the cache's memory may still be in use by earlier kernels
+    dtype = kv.k[0].dtype
+    events: list[torch.cuda.Event] = []
+    with torch.cuda.stream(stream):  # everything below is queued on the copy stream, and lives there
+        rotations = {
+            new - old: shift_rotation(table, new - old, dtype) for _, _, old, new in placements if new != old
+        }
+        for layer in range(len(kv.k)):
+            for k, v, cached_start, new_start in placements:
+                t = k.shape[2]
+                k_dev = _upload(k[layer], kv.device).to(dtype)
+                v_dev = _upload(v[layer], kv.device).to(dtype)
+                if new_start != cached_start:
+                    cos, sin = rotations[new_start - cached_start]
+                    k_dev = rotate_keys(k_dev, cos, sin)
+                kv.k[layer][0, :, new_start : new_start + t] = k_dev
+                kv.v[layer][0, :, new_start : new_start + t] = v_dev
+            event = torch.cuda.Event()
+            event.record(stream)
+            events.append(event)
+    kv.mark_uploads(events)
+
+
+_streams: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _copy_stream(device: torch.device) -> torch.cuda.Stream:
+    if device not in _streams:
+        _streams[device] = torch.cuda.Stream(device)
+    return _streams[device]
+
+
+def _upload(rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`rows` on `device`: as is when already there, else through a pinned host copy, non-blocking
+    (the host allocator keeps the pinned block until the copy has run)."""
+    if rows.device == device:
+        return rows
+    host = rows if rows.is_pinned() else rows.contiguous().pin_memory()
+    return host.to(device, non_blocking=True)
 
 
 def extract_rows(kv: KVCache, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -47,17 +47,18 @@ def precompute_chunk(model: LlamaModel, context: ChunkKV | None, chunk_ids: torc
     cfg = model.cfg
     p = 0 if context is None else context.k.shape[2]
     t = chunk_ids.shape[0]
-    kv = KVCache(cfg, p + t, model.dtype)
+    device = model.device
+    kv = KVCache(cfg, p + t, model.dtype, device)
     if context is not None:
         for n in range(cfg.num_layers):
-            kv.k[n][0, :, :p] = context.k[n].to(model.dtype)
-            kv.v[n][0, :, :p] = context.v[n].to(model.dtype)
+            kv.k[n][0, :, :p] = context.k[n].to(device).to(model.dtype)
+            kv.v[n][0, :, :p] = context.v[n].to(device).to(model.dtype)
     cos, sin = model.rope.lookup(torch.arange(p, p + t))
-    mask = torch.arange(p + t)[None, :] <= torch.arange(p, p + t)[:, None]
+    mask = (torch.arange(p + t)[None, :] <= torch.arange(p, p + t)[:, None]).to(device)
     group = cfg.num_heads // cfg.num_kv_heads
     scale = 1.0 / math.sqrt(cfg.head_dim)
-    inter = torch.zeros(cfg.num_layers, t)
-    h = model.embed[chunk_ids]
+    inter = torch.zeros(cfg.num_layers, t, device=device)
+    h = model.embed[chunk_ids.to(device)]
     for i, layer in enumerate(model.layers):
         q, k, v = layer.project_qkv(h)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -71,4 +72,4 @@ def precompute_chunk(model: LlamaModel, context: ChunkKV | None, chunk_ids: torc
         h = layer.finish(h, (probs @ values.float()).to(model.dtype))
     k_rows = torch.stack([kv.k[i][0, :, p:] for i in range(cfg.num_layers)]).clone()
     v_rows = torch.stack([kv.v[i][0, :, p:] for i in range(cfg.num_layers)]).clone()
-    return ChunkKV(k_rows, v_rows, p, craft_statistics(inter, p, t))
+    return ChunkKV(k_rows, v_rows, p, craft_statistics(inter.cpu(), p, t))

@@ -36,13 +36,16 @@ def probe_scores(
     n = ids.shape[0]
     group = cfg.num_heads // cfg.num_kv_heads
     scale = 1.0 / math.sqrt(cfg.head_dim)
+    device = model.device
     cos, sin = model.rope.lookup(rows)
-    visible = torch.arange(n)[None, :] <= rows[:, None]  # exact causal mask for the probed rows
-    total = torch.zeros(len(candidates))
-    h = model.embed[ids[rows]]
+    rows_cpu, rows, candidates = rows.cpu(), rows.to(device), candidates.to(device)
+    visible = (torch.arange(n)[None, :] <= rows_cpu[:, None]).to(device)  # exact causal mask for the rows
+    total = torch.zeros(len(candidates), device=device)
+    h = model.embed[ids.to(device)[rows]]
     for i, layer in enumerate(model.layers):
         q, k, v = layer.project_qkv(h)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        kv.wait_layer(i)
         kv.k[i][:, :, rows] = k
         kv.v[i][:, :, rows] = v
         keys, values = kv.view(i, n)
@@ -56,7 +59,7 @@ def probe_scores(
         vnorm = values_g[0][:, candidates].norm(dim=-1)  # [H, C]
         s = (received * vnorm).sum(0)
         total += s / s.sum().clamp_min(1e-12)
-    return total
+    return total.cpu()  # the picking that follows is index work, on the CPU
 
 
 def widen(scores: torch.Tensor, bounds: torch.Tensor, width: int) -> torch.Tensor:

@@ -22,8 +22,9 @@ def query_attention(q: torch.Tensor, k: torch.Tensor, query_rows: torch.Tensor) 
     """Attention mass [N] the question's tokens put on each position, averaged over heads and rows."""
     group = q.shape[1] // k.shape[1]
     keys = k.repeat_interleave(group, dim=1).float()
+    query_rows = query_rows.to(k.device)
     scores = (q[:, :, query_rows].float() @ keys.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-    visible = torch.arange(k.shape[2])[None, :] <= query_rows[:, None]
+    visible = torch.arange(k.shape[2], device=k.device)[None, :] <= query_rows[:, None]
     return scores.masked_fill(~visible, float("-inf")).softmax(-1).mean(dim=(0, 1, 2))
 
 
@@ -38,12 +39,12 @@ def deviation_selector(
     def select(
         _: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor
     ) -> torch.Tensor:
-        c = candidates
+        c = candidates.to(k.device)
         dev = kv_deviation(k[:, :, c], v[:, :, c], k_old[:, :, c], v_old[:, :, c])
         attn = query_attention(q, k, query_rows)[c]
         score = dev / dev.mean().clamp_min(1e-12) + attn / attn.mean().clamp_min(1e-12)
-        top = c[score.topk(min(budget, len(c))).indices]
-        return torch.cat([forced, top]).unique(sorted=True)
+        top = candidates[score.topk(min(budget, len(c))).indices.cpu()]  # rows stay on the CPU
+        return torch.cat([forced.cpu(), top]).unique(sorted=True)
 
     return select
 

@@ -31,14 +31,17 @@ class RowAttention:
     prefill and reused by every layer.
     """
 
-    def __init__(self, rows: torch.Tensor, groups: int = 8, min_rows: int = 32) -> None:
+    def __init__(
+        self, rows: torch.Tensor, groups: int = 8, min_rows: int = 32, device: torch.device | None = None
+    ) -> None:
         n_groups = max(1, min(groups, rows.shape[0] // min_rows))
         bounds = torch.linspace(0, rows.shape[0], n_groups + 1).round().long().tolist()
         self.parts: list[tuple[int, int, int, torch.Tensor]] = []
         for a, b in itertools.pairwise(bounds):
             if b > a:
                 end = int(rows[b - 1]) + 1
-                self.parts.append((a, b, end, causal_mask_for_rows(rows[a:b], end)))
+                mask = causal_mask_for_rows(rows[a:b].cpu(), end).to(device)
+                self.parts.append((a, b, end, mask))
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q [1, heads, rows, d] for the rows; k, v [1, kv_heads, >= last row + 1, d]."""
@@ -67,38 +70,44 @@ def selective_prefill(
     Returns (last-position logits, recomputed rows).
     """
     n = ids.shape[0]
+    device = model.device
     positions = torch.arange(n)
     cos_all, sin_all = model.rope.lookup(positions)
     if full_layers == 0:
         if rows is None:
             raise ValueError("rows are required when no layer runs on all tokens")
-        active: torch.Tensor | None = rows
-        h = model.embed[ids[rows]]
+        active: torch.Tensor | None = rows.cpu()
+        h = model.embed[ids.to(device)[rows.to(device)]]
     else:
         active = None
-        h = model.embed[ids]
-    attend = None if active is None else RowAttention(active)
+        h = model.embed[ids.to(device)]
+    attend = None if active is None else RowAttention(active, device=device)
+    index = None if active is None else active.to(device)  # the rows as device indices
     for i, layer in enumerate(model.layers):
         q, k, v = layer.project_qkv(h)
+        kv.wait_layer(i)
         if active is None:
             q, k = apply_rope(q, cos_all, sin_all), apply_rope(k, cos_all, sin_all)
             if i == full_layers - 1 and selector is not None:
-                active = selector(i, q, k, v, kv.k[i][:, :, :n], kv.v[i][:, :, :n])
-                attend = RowAttention(active)
+                active = selector(i, q, k, v, kv.k[i][:, :, :n], kv.v[i][:, :, :n]).cpu()
+                attend = RowAttention(active, device=device)
                 kv.write(i, 0, k, v)
-                o = attend(q[:, :, active], k, v)
-                h = layer.finish(h[active], o)
+                index = active.to(device)
+                o = attend(q[:, :, index], k, v)
+                h = layer.finish(h[index], o)
                 continue
             kv.write(i, 0, k, v)
             h = layer.finish(h, attention(q, k, v, causal=n > 1))
             if i == full_layers - 1:
                 active = positions
-                attend = RowAttention(active)
+                attend = RowAttention(active, device=device)
+                index = active.to(device)
             continue
-        cos, sin = cos_all[active], sin_all[active]
+        assert index is not None
+        cos, sin = cos_all[index], sin_all[index]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        kv.k[i][:, :, active] = k
-        kv.v[i][:, :, active] = v
+        kv.k[i][:, :, index] = k
+        kv.v[i][:, :, index] = v
         keys, values = kv.view(i, n)
         assert attend is not None
         h = layer.finish(h, attend(q, keys, values))

@@ -16,7 +16,6 @@ bench/results/blend_quality_vllm.* (`handoff_ms`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -24,23 +23,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from hashlib import blake2b
+from typing import TypeVar
 
-import torch
-from transformers import AutoTokenizer
 from vllm.v1.engine.exceptions import EngineDeadError
 
 from cache.memory_tier import MemoryTier
 from cache.store import ChunkStore
 from engine.base import Engine, EngineUnavailable
 from engine.blend.blender import Blender
-from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
-from engine.config import EngineConfig, ModelConfig
-from engine.dtype_probe import resolve_dtype
+from engine.chunk_kv import ChunkKV
+from engine.config import EngineConfig
 from engine.event_sink import EventSink, ThreadSink
 from engine.events import FinishEvent, FinishReason, GenerationEvent, TokenEvent
-from engine.model import LlamaModel
-from engine.prompt import Prompt, PromptBuilder
+from engine.loaded_model import LoadedModel
+from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
 from engine.vllm.handoff import HandoffDir
@@ -48,51 +45,36 @@ from engine.vllm.options import VllmOptions
 from engine.vllm.prepare import Injection, InjectionPlanner
 from engine.vllm.runtime import VllmRuntime, engine_args
 from engine.vllm.sampling_map import finish_reason, to_vllm
-from engine.weights import model_fingerprint
 
 log = logging.getLogger(__name__)
 
-
-def eos_token_ids(cfg: EngineConfig, model_config: ModelConfig, tokenizer: object) -> frozenset[int]:
-    """Every id that ends a sequence: the config's, the tokenizer's and the generation config's."""
-    ids = set(model_config.eos_token_ids)
-    tok_eos = getattr(tokenizer, "eos_token_id", None)
-    if tok_eos is not None:
-        ids.add(int(tok_eos))
-    gen = cfg.model_dir / "generation_config.json"
-    if gen.is_file():
-        eos = json.loads(gen.read_text()).get("eos_token_id")
-        ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    return frozenset(ids)
+T = TypeVar("T")
 
 
 class VllmEngine(Engine):
     name = "vllm"
 
     def __init__(self, cfg: EngineConfig, store: ChunkStore | None = None) -> None:
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        # Our copy of the weights, for blending only, on the CPU (in vLLM's dtype, so the K/V match
+        # its cache): vLLM holds the device.
+        loaded = LoadedModel.load(cfg, "cpu")
         self.cfg = cfg
         self.options: VllmOptions = cfg.vllm
-        self.model_config = ModelConfig.from_dir(cfg.model_dir)
-        self.dtype_name = resolve_dtype(cfg.dtype)
-        self.max_context = min(
-            cfg.max_context or self.model_config.max_position_embeddings,
-            self.model_config.max_position_embeddings,
-        )
+        self.model_config = loaded.model_config
+        self.dtype_name = loaded.dtype_name
+        self.max_context = loaded.max_context
         self.max_new_tokens_limit = cfg.max_new_tokens_limit
         self.model_name = cfg.model_dir.name
-        self.tokenizer = AutoTokenizer.from_pretrained(str(cfg.model_dir))
-        self.prompts = PromptBuilder(self.tokenizer)
-        self.eos_ids = eos_token_ids(cfg, self.model_config, self.tokenizer)
-        # Our copy of the weights, for blending only (in vLLM's dtype, so the K/V match its cache).
-        dtype = EngineConfig(cfg.model_dir, dtype=self.dtype_name).torch_dtype
-        self.model = LlamaModel.load(cfg.model_dir, self.model_config, dtype, self.max_context)
-        self.fingerprint = f"{model_fingerprint(cfg.model_dir)}-{self.dtype_name}"
+        self.tokenizer = loaded.tokenizer
+        self.prompts = loaded.prompts
+        self.eos_ids = loaded.eos_ids
+        self.model = loaded.model
+        self.fingerprint = loaded.fingerprint
         self.store = store if store is not None else MemoryTier(cfg.chunk_cache_bytes)
-        self.chunk_cache = ChunkCache(self.store, self.model_config, self.fingerprint, self.dtype_name)
+        self.chunk_kv: ChunkKV = ChunkKV(loaded, self.store, self._run_background)
+        self.chunk_cache = self.chunk_kv.cache
         self.handoff = HandoffDir(self.options.handoff_dir)
-        self.planner = InjectionPlanner(Blender(self.model, self.chunk_cache), self.handoff)
+        self.planner = InjectionPlanner(self.chunk_kv.blender, self.handoff)
         # One blend (or chunk-cache write-back) at a time, off vLLM's client loop.
         self.blend_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragblend-blend")
         args = engine_args(
@@ -150,6 +132,11 @@ class VllmEngine(Engine):
         self.runtime.close()
         self.blend_pool.shutdown(wait=True)
         self.handoff.close()
+
+    def _run_background(self, fn: Callable[[Blender], T], name: str) -> T:
+        """Chunk-KV work nobody waits for (ingestion's warm-up) on the blend thread, between blends:
+        the blender is used by one thread only, and vLLM's own process is never touched."""
+        return self.blend_pool.submit(fn, self.chunk_kv.blender).result()
 
     # ---------------- one request, on vLLM's client loop ----------------
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.blend.options import BLEND_MODES, DEFAULT_RATIO, BlendMode
+from engine.chunk_kv import SelectionCosts
 from retrieval.selection.candidate import Candidate
 from retrieval.selection.config import BudgetUnit
 
@@ -94,6 +95,20 @@ class CostModel:
             raise ValueError(f"pair_s must be >= 0, got {self.pair_s}")
         if self.prefix_tokens < 0 or self.query_tokens < 0:
             raise ValueError("prefix_tokens and query_tokens must be >= 0")
+
+    @classmethod
+    def for_engine(cls, mode: BlendMode, ratio: float, costs: SelectionCosts) -> CostModel:
+        """The cost model of a request in `mode` at `ratio`, with the engine's figures for its prompt
+        (Engine.chunk_kv.selection_costs)."""
+        return cls(
+            mode,
+            ratio,
+            costs.full_layer_share,
+            costs.tokens_per_s,
+            costs.pair_s,
+            costs.prefix_tokens,
+            costs.query_tokens,
+        )
 
     def warm_share(self, first: bool) -> float:
         """Share of a warm chunk's tokens that are prefilled, at the first document position or not."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.blend.chunk_cache import ChunkCache
+from engine.chunk_kv import ChunkKV
 from engine.prompt import Prompt
 from retrieval.records import RetrievedChunk
 from retrieval.selection.candidate import Candidate
@@ -19,29 +19,29 @@ def document_pieces(prompt: Prompt) -> tuple[tuple[int, ...], list[tuple[int, ..
 def candidates_from_hits(
     hits: Sequence[RetrievedChunk],
     prompt: Prompt,
-    cache: ChunkCache | None,
+    chunk_kv: ChunkKV | None,
     salt: str,
 ) -> list[Candidate]:
     """One candidate per hit, in order. `prompt` is the engine's prompt for the query with every
     hit's text as a document (engine.build_prompt(query, [h.text for h in hits], system)), so the
-    token counts and cache keys are those of the pieces the engine will prefill. Without a chunk
-    cache (a backend that keeps none) every candidate is cold."""
-    prefix, pieces = document_pieces(prompt)
+    token counts and cache keys are those of the pieces the engine will prefill. Without chunk KV
+    (a backend that keeps no chunk caches: `Engine.chunk_kv` is None) every candidate is cold."""
+    _, pieces = document_pieces(prompt)
     if len(pieces) != len(hits):
         raise ValueError(f"the prompt has {len(pieces)} document pieces for {len(hits)} hits")
-    warm = cache.warm_many(pieces, prefix, salt) if cache is not None else [False] * len(hits)
+    warm = chunk_kv.warm_flags(prompt, salt) if chunk_kv is not None else [False] * len(hits)
     return [Candidate.from_retrieved(h, ids, w) for h, ids, w in zip(hits, pieces, warm, strict=True)]
 
 
 def mark_warm(
-    candidates: Sequence[Candidate], prompt: Prompt, cache: ChunkCache, salt: str
+    candidates: Sequence[Candidate], prompt: Prompt, chunk_kv: ChunkKV, salt: str
 ) -> list[Candidate]:
     """`candidates` with their warm flags and token counts from `prompt`, built as above from their
     texts in the same order (for candidates that are not retrieval hits, as in the benchmark)."""
-    prefix, pieces = document_pieces(prompt)
+    _, pieces = document_pieces(prompt)
     if len(pieces) != len(candidates):
         raise ValueError(f"the prompt has {len(pieces)} document pieces for {len(candidates)} candidates")
-    warm = cache.warm_many(pieces, prefix, salt)
+    warm = chunk_kv.warm_flags(prompt, salt)
     return [
         Candidate(c.id, c.text, len(ids), w, ids, c.vector)
         for c, ids, w in zip(candidates, pieces, warm, strict=True)

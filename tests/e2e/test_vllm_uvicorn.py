@@ -14,7 +14,7 @@ import openai
 import psutil
 import pytest
 
-from tests.e2e.server_process import running_server
+from tests.e2e.server_process import call, running_server, wait_for_job
 
 pytestmark = pytest.mark.vllm
 
@@ -143,6 +143,31 @@ def test_openai_chat_and_completions(server: tuple[str, ReadyWatcher]) -> None:
     )
     text = "".join(chunk.choices[0].text for chunk in stream if chunk.choices)
     assert text.strip()
+
+
+def test_ingestion_warms_chunk_caches_and_selection_answers(server: tuple[str, ReadyWatcher]) -> None:
+    """On vLLM too: ingestion stores every chunk's cache, so the first question from the collection
+    blends, and chunk selection (priced by the backend's chunk KV) picks among the retrieved chunks."""
+    base, _ = server
+    r = call(
+        "POST", f"{base}/v1/collections", json={"name": "rivers", "chunker": {"method": "fixed", "size": 32}}
+    )
+    assert r.status_code == 201, r.text
+    r = call("POST", f"{base}/v1/collections/rivers/documents", json={"text": " ".join(DOCS), "name": "r"})
+    assert r.status_code == 202, r.text
+    job = wait_for_job(base, r.json()["job_id"], timeout=300)
+    assert job["state"] == "succeeded", job
+    body = {"query": QUESTION, "collection": "rivers", "max_tokens": 8, "blend": {"mode": "cacheblend"}}
+    first = httpx.post(f"{base}/generate", json=body, timeout=300)
+    assert first.status_code == 200, first.text
+    usage = first.json()["usage"]
+    assert usage["cached_tokens"] > 0 and usage["prompt_tokens"] - usage["cached_tokens"] < 40, usage
+    picked = httpx.post(
+        f"{base}/generate", json={**body, "selection": {"method": "topk", "budget": 4096}}, timeout=300
+    )
+    assert picked.status_code == 200, picked.text
+    report = picked.json()["selection"]
+    assert report["chosen"] and report["warm"] == len(report["chosen"]), report
 
 
 def test_a_dead_vllm_fails_ready_and_requests_get_503(server: tuple[str, ReadyWatcher]) -> None:

@@ -68,7 +68,7 @@ def test_attention_makes_a_chunk_dearer_the_later_it_comes() -> None:
 
 
 def test_prefill_speed_fit_recovers_the_time_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    from retrieval.selection import speed
+    from engine import prefill_speed as speed
 
     class Model:
         class rope:

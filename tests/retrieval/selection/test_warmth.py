@@ -30,12 +30,12 @@ def test_hits_become_candidates_with_warm_flags(engine: TorchEngine) -> None:
     engine.blender.write_back(stored, engine.blender.prefill(stored, opts, len(stored) + 1, salt), opts, salt)
     hits = [hit(i, t) for i, t in enumerate(TEXTS)]
     prompt = engine.build_prompt("Which capitals lie on a river?", [h.text for h in hits], None)
-    cands = candidates_from_hits(hits, prompt, engine.chunk_cache, salt)
+    cands = candidates_from_hits(hits, prompt, engine.chunk_kv, salt)
     assert [c.warm for c in cands] == [True, True, False]
     assert [c.n_tokens for c in cands] == [len(p.ids) for p in prompt.pieces[1:-1]]
     assert cands[0].id == "capitals/0" and cands[0].token_ids == prompt.pieces[1].ids
     assert [c.warm for c in candidates_from_hits(hits, prompt, None, salt)] == [False] * 3
     plain = [Candidate(str(i), t, 0) for i, t in enumerate(TEXTS)]
-    assert [c.warm for c in mark_warm(plain, prompt, engine.chunk_cache, salt)] == [True, True, False]
+    assert [c.warm for c in mark_warm(plain, prompt, engine.chunk_kv, salt)] == [True, True, False]
     with pytest.raises(ValueError, match="document pieces"):
-        candidates_from_hits(hits[:2], prompt, engine.chunk_cache, salt)
+        candidates_from_hits(hits[:2], prompt, engine.chunk_kv, salt)

@@ -1,4 +1,5 @@
-"""The engine's prefill speed, measured, for budgets in estimated milliseconds (cost.py)."""
+"""The model's prefill speed, measured, for selection budgets in estimated milliseconds
+(retrieval/selection/cost.py prices chunks with it)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.device import synchronize
 from engine.model import LlamaModel
 
 
@@ -25,6 +27,7 @@ def measure_prefill_tokens_per_s(model: LlamaModel, n_tokens: int = 512, rounds:
     for _ in range(rounds):
         started = time.perf_counter()
         model.forward(ids, model.new_cache(n))
+        synchronize(model.device)  # GPU kernels run asynchronously: wait for them before timing
         best = min(best, time.perf_counter() - started)
     return n / max(best, 1e-9)
 
