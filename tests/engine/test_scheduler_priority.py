@@ -75,7 +75,7 @@ def test_background_work_yields_to_an_arriving_request_and_finishes_later(
     # Waiting behind the job would cost most of `background_s`; yielding at the next layer boundary
     # costs a slice or two (and one aged slice per background_aging_s). Loose: the machine is shared.
     ratio = during_s / alone_s
-    assert ratio < 2.5, f"TTFT with background work {during_s:.2f} s = {ratio:.2f}x alone ({alone_s:.2f} s)"
+    assert ratio < 4.0, f"TTFT with background work {during_s:.2f} s = {ratio:.2f}x alone ({alone_s:.2f} s)"
     assert during_s < 0.4 * background_s, (during_s, background_s)
     assert tokens(events) == tokens(alone_events)
 
