@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from retrieval.config import ChunkerConfig, CollectionConfig, EmbeddingConfig, IndexConfig
+from server.schemas import TOP_K_BOUND
 
 
 class CreateCollectionRequest(BaseModel):
@@ -136,7 +137,7 @@ class RetrieveRequest(BaseModel):
 
     query: StrictStr = Field(min_length=1)
     collection: StrictStr = Field(min_length=1)
-    top_k: int = Field(5, ge=1, description="at most RAGBLEND_RETRIEVAL_MAX_TOP_K")
+    top_k: int = Field(5, ge=1, le=TOP_K_BOUND, description="at most RAGBLEND_RETRIEVAL_MAX_TOP_K")
 
 
 class RetrievedChunkOut(BaseModel):

@@ -12,6 +12,11 @@ from engine.sampling import SEED_MAX, SEED_MIN
 from retrieval.selection import SelectionConfig
 from server.rag_context import Citation, SelectionReport
 
+# Static bounds in the schema on every number a request carries, so that no value (2**70, 1e308) gets
+# past validation; the settings' own limits (max_tokens_limit, retrieval_max_top_k) are checked after.
+MAX_TOKENS_BOUND = 1 << 20  # longer than any model's context
+TOP_K_BOUND = 10_000
+
 
 class BlendRequest(BaseModel):
     """How cached chunk K/V are reused (see engine/blend/options.py)."""
@@ -44,12 +49,16 @@ class GenerateRequest(BaseModel):
     query: StrictStr = Field(min_length=1, description="the question or instruction")
     documents: list[StrictStr] | None = Field(None, description="texts to answer from, each its own chunk")
     collection: StrictStr | None = Field(None, min_length=1, description="retrieve the documents from here")
-    top_k: int | None = Field(None, ge=1, description="chunks to retrieve from the collection")
+    top_k: int | None = Field(
+        None, ge=1, le=TOP_K_BOUND, description="chunks to retrieve (at most RAGBLEND_RETRIEVAL_MAX_TOP_K)"
+    )
     selection: SelectionConfig | None = Field(
         None, description="choose among the retrieved chunks (or documents): topk or corag under a budget"
     )
     system: StrictStr | None = None
-    max_tokens: int | None = Field(None, gt=0, description="new tokens at most (default from settings)")
+    max_tokens: int | None = Field(
+        None, gt=0, le=MAX_TOKENS_BOUND, description="new tokens at most (default and cap from settings)"
+    )
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit sampling seed")
