@@ -99,10 +99,18 @@ def test_plain_up_starts_the_cpu_gateway_and_the_gpu_one_needs_its_profile() -> 
     assert gpu["profiles"] == ["gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    gpu_port = interpolate(gpu["ports"][0], {}).split(":")[0]
-    cpu_port = interpolate(services["gateway"]["ports"][0], {}).split(":")[0]
+    gpu_port = interpolate(gpu["ports"][0], {}).split(":")[-2]
+    cpu_port = interpolate(services["gateway"]["ports"][0], {}).split(":")[-2]
     assert gpu_port != cpu_port, "both gateways can run side by side"
     # separate collections: each process opens its collections once and would not see the other's
     gpu_sources = {v.split(":")[0] for v in gpu["volumes"]}
     cpu_sources = {v.split(":")[0] for v in services["gateway"]["volumes"]}
     assert not ({"collections", "kv-disk"} & gpu_sources & cpu_sources)
+
+
+@pytest.mark.parametrize("name", ["gateway", "gateway-gpu"])
+def test_gateways_are_published_on_loopback_unless_told_otherwise(name: str) -> None:
+    (port,) = load_compose()["services"][name]["ports"]
+    host, _, container = interpolate(port, {}).split(":")
+    assert host == "127.0.0.1" and container == "8000"
+    assert interpolate(port, {"GATEWAY_BIND": "0.0.0.0"}).split(":")[0] == "0.0.0.0"

@@ -69,7 +69,7 @@ def test_services_hpa_and_pdb_select_the_pods_they_mean() -> None:
     assert not gateway_svc["spec"]["selector"].items() <= pod_labels(redis).items()
     assert redis["spec"]["serviceName"] == redis_svc["metadata"]["name"]
     ports = {p["name"]: p for p in gateway_svc["spec"]["ports"]}
-    assert ports["metrics"]["targetPort"] == ports["http"]["targetPort"] == "http"
+    assert ports["http"]["targetPort"] == "http" and ports["metrics"]["targetPort"] == "metrics"
     hpa, pdb = find(BASE, "HorizontalPodAutoscaler"), find(BASE, "PodDisruptionBudget")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
@@ -97,10 +97,41 @@ def test_volumes_are_where_the_server_writes() -> None:
     # a secret given, so that store_config() neither writes nor reads <data dir>/tenant_secret here
     settings = Settings(data_dir=data_dir, tenant_secret="test")
     assert mounts["kv-disk"] == settings.store_config().disk_dir
-    assert "emptyDir" in volumes["kv-disk"]
+    assert mounts["data"] == data_dir and mounts["tmp"] == "/tmp"
     # collections are in Postgres: no volume of them, and no shared volume at all
-    assert set(mounts) == set(volumes) == {"kv-disk"}
+    assert set(mounts) == set(volumes) == {"kv-disk", "data", "tmp", "cache"}
+    assert all("emptyDir" in v and v["emptyDir"].get("sizeLimit") for v in volumes.values())
     assert not [d for d in BASE if d["kind"] == "PersistentVolumeClaim"]
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/cpu", "overlays/gpu", "overlays/cloudnative-pg"])
+def test_pods_are_hardened(overlay: str) -> None:
+    docs = BASE if overlay == "base" else build(DEPLOY / overlay)
+    spec = pod_spec(find(docs, "Deployment"))
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = gateway_container(docs)
+    security = c["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    # with the root read-only, every place the server writes is a volume
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    data_dir = find(docs, "ConfigMap")["data"]["RAGBLEND_DATA_DIR"]
+    assert {data_dir, "/tmp", f"{data_dir}/kv"} <= mounts
+
+
+def test_metrics_are_scraped_from_the_keyless_listener_not_the_api_port() -> None:
+    data = find(BASE, "ConfigMap")["data"]
+    metrics_port = int(data["RAGBLEND_METRICS_PORT"])
+    ports = {p["name"]: p["containerPort"] for p in gateway_container(BASE)["ports"]}
+    assert ports["metrics"] == metrics_port != ports["http"] == int(data["RAGBLEND_PORT"])
+    annotations = find(BASE, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == metrics_port
+    (monitor,) = load_docs(DEPLOY / "monitoring" / "servicemonitor.yaml")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    service_ports = {p["name"]: p for p in find(BASE, "Service", "ragblend-gateway")["spec"]["ports"]}
+    assert service_ports[endpoint["port"]]["targetPort"] == "metrics"
 
 
 def test_gateways_share_postgres_from_a_secret_or_the_cloudnative_pg_cluster() -> None:
