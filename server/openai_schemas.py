@@ -11,7 +11,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.sampling import SEED_MAX, SEED_MIN
-from server.schemas import MAX_TOKENS_BOUND, TOP_K_BOUND, BlendRequest
+from retrieval.config import RetrievalMode
+from server.bounds import MAX_TOKENS_BOUND, TOP_K_BOUND
+from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
+from server.schemas import BlendRequest
 
 
 class StreamOptions(BaseModel):
@@ -92,6 +95,8 @@ class ChatCompletionRequest(_Sampling):
     top_k: int | None = Field(None, gt=0, le=TOP_K_BOUND)
     selection: dict[str, Any] | None = None
     blend: BlendRequest | None = None
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP)
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -102,7 +107,9 @@ class ChatCompletionRequest(_Sampling):
         return super().unsupported()
 
     def wants_rag(self) -> bool:
-        return self.documents is not None or self.collection is not None or self.top_k is not None
+        return any(
+            v is not None for v in (self.documents, self.collection, self.top_k, self.filter, self.retrieval)
+        )
 
 
 class CompletionRequest(_Sampling):

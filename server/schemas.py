@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
 from engine.sampling import SEED_MAX, SEED_MIN
+from retrieval.config import RetrievalMode
 from retrieval.selection import SelectionConfig
+from server.bounds import MAX_TOKENS_BOUND, TOP_K_BOUND
 from server.rag_context import Citation, SelectionReport
-
-# Static bounds in the schema on every number a request carries, so that no value (2**70, 1e308) gets
-# past validation; the settings' own limits (max_tokens_limit, retrieval_max_top_k) are checked after.
-MAX_TOKENS_BOUND = 1 << 20  # longer than any model's context
-TOP_K_BOUND = 10_000
+from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
 
 
 class BlendRequest(BaseModel):
@@ -52,6 +50,8 @@ class GenerateRequest(BaseModel):
     top_k: int | None = Field(
         None, ge=1, le=TOP_K_BOUND, description="chunks to retrieve (at most RAGBLEND_RETRIEVAL_MAX_TOP_K)"
     )
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP + "; default: the collection's")
     selection: SelectionConfig | None = Field(
         None, description="choose among the retrieved chunks (or documents): topk or corag under a budget"
     )
