@@ -155,6 +155,15 @@ class Scheduler:
         with self._cond:
             return list(self._log)
 
+    def failure(self) -> str | None:
+        """Why the scheduler can no longer serve (closed, or its thread died), or None while it can."""
+        if self._closed:
+            return "the scheduler is closed"
+        thread = self._thread
+        if thread is not None and not thread.is_alive():
+            return "the scheduler's thread died"
+        return None
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop accepting; cancel what is in flight (each request still gets its final event)."""
         with self._cond:

@@ -119,6 +119,9 @@ class TorchEngine(Engine):
     def stats(self) -> EngineStats | None:
         return self.scheduler.stats() if self.scheduler is not None else None
 
+    def failure(self) -> str | None:
+        return self.scheduler.failure() if self.scheduler is not None else None
+
     def run_background(self, fn: Callable[[Blender], T], name: str = "background") -> T:
         """Run model work nobody is waiting for (ingestion) at the scheduler's background priority,
         on a blender whose layers yield to requests; blocks the calling thread until it is done."""

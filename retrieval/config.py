@@ -36,11 +36,12 @@ class ChunkerConfig(BaseModel):
     method: ChunkerKind = "ppl"
     # fixed: token windows of `size` tokens, each overlapping the previous one by `overlap` tokens.
     size: int = Field(128, ge=8, le=4096)
-    overlap: int = Field(16, ge=0)
+    overlap: int = Field(16, ge=0, le=4095)
     # ppl: split after a sentence whose mean NLL is a local minimum deeper than `theta` nats.
     theta: float = Field(0.0, ge=0.0, le=20.0)
-    # ppl: longest context the LM sees at once; longer documents are scored in overlapping segments.
-    ppl_context: int = Field(4096, ge=256)
+    # ppl: longest context the LM sees at once (never more than the model's); longer documents are
+    # scored in overlapping segments.
+    ppl_context: int = Field(4096, ge=256, le=1 << 20)
     # pack meta-chunks (sentences, ppl, margin) greedily up to this many tokens; null: no merging.
     merge_target: int | None = Field(200, ge=8, le=4096)
     # all but fixed: blank lines always end a chunk; merging crosses one only to absorb a piece under

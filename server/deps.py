@@ -18,7 +18,8 @@ def get_services(request: Request) -> Services:
 
 def get_engine(services: Annotated[Services, Depends(get_services)]) -> Engine:
     if services.engine is None:
-        reason = services.load_error or "the model is still loading"
+        # the load's exception is in the log; clients get no raw exception text
+        reason = "the model failed to load" if services.load_error else "the model is still loading"
         raise ApiError(503, f"not ready: {reason}", "unavailable", headers={"Retry-After": "5"})
     failure = services.engine.failure()
     if failure is not None:  # e.g. the vLLM engine process died: refuse at once, never hang

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.sampling import SEED_MAX, SEED_MIN
 from retrieval.config import RetrievalMode
+from server.bounds import MAX_TOKENS_BOUND, TOP_K_BOUND
 from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
 from server.schemas import BlendRequest
 
@@ -50,14 +51,14 @@ class _Sampling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: StrictStr | None = None
-    max_tokens: int | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS_BOUND)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit sampling seed")
     stop: StrictStr | list[StrictStr] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=128)
     user: StrictStr | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
@@ -86,12 +87,12 @@ class ChatCompletionRequest(_Sampling):
     (and `selection`) to retrieve them; `blend` chooses how their cached K/V are reused."""
 
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, gt=0)
+    max_completion_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS_BOUND)
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     documents: list[StrictStr] | None = None
     collection: StrictStr | None = None
-    top_k: int | None = Field(None, gt=0)
+    top_k: int | None = Field(None, gt=0, le=TOP_K_BOUND)
     selection: dict[str, Any] | None = None
     blend: BlendRequest | None = None
     filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
@@ -116,7 +117,7 @@ class CompletionRequest(_Sampling):
 
     prompt: StrictStr | list[StrictStr]
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)
     suffix: StrictStr | None = None
 
     def prompt_text(self) -> str | None:

@@ -18,12 +18,14 @@ from pydantic import BaseModel, Field
 
 from engine.blend.options import BlendOptions
 from retrieval.config import RetrievalMode
+from retrieval.errors import RetrievalError
 from retrieval.records import RetrievedChunk
 from retrieval.selection import Candidate, CostModel, SelectionConfig, select_chunks
 from retrieval.selection.embedding_scorer import EmbeddingScorer
 from retrieval.selection.warmth import mark_warm
 from server.errors import ApiError
-from server.retrieval_service import call, get_collections, retrieve_chunks
+from server.retrieval_service import get_collections, retrieve_chunks
+from server.selection_pool import selection_pool
 from server.services import Services
 
 
@@ -171,6 +173,10 @@ async def _select(
         return list(chosen.indices), report, round((time.perf_counter() - started) * 1000, 3)
 
     try:
-        return await call(run)
+        # off the shared threadpool: a search may take its whole time cap
+        return await selection_pool(services).run(run)
     except ValueError as exc:  # e.g. a budget in ms without a measured prefill speed
         raise ApiError(422, f"selection: {exc}") from exc
+    except RetrievalError as exc:
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        raise ApiError(exc.status, exc.message, exc.kind, headers=headers) from exc

@@ -14,6 +14,7 @@ from retrieval.config import (
     IndexConfig,
     RetrievalMode,
 )
+from server.bounds import TOP_K_BOUND
 
 METADATA_HELP = "a flat JSON object: string, number or boolean values (see README, Metadata)"
 FILTER_HELP = (
@@ -180,7 +181,7 @@ class RetrieveRequest(BaseModel):
 
     query: StrictStr = Field(min_length=1)
     collection: StrictStr = Field(min_length=1)
-    top_k: int = Field(5, ge=1, description="at most RAGBLEND_RETRIEVAL_MAX_TOP_K")
+    top_k: int = Field(5, ge=1, le=TOP_K_BOUND, description="at most RAGBLEND_RETRIEVAL_MAX_TOP_K")
     filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
     retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP + "; default: the collection's")
 

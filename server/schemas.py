@@ -11,6 +11,7 @@ from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
 from engine.sampling import SEED_MAX, SEED_MIN
 from retrieval.config import RetrievalMode
 from retrieval.selection import SelectionConfig
+from server.bounds import MAX_TOKENS_BOUND, TOP_K_BOUND
 from server.rag_context import Citation, SelectionReport
 from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
 
@@ -46,14 +47,18 @@ class GenerateRequest(BaseModel):
     query: StrictStr = Field(min_length=1, description="the question or instruction")
     documents: list[StrictStr] | None = Field(None, description="texts to answer from, each its own chunk")
     collection: StrictStr | None = Field(None, min_length=1, description="retrieve the documents from here")
-    top_k: int | None = Field(None, ge=1, description="chunks to retrieve from the collection")
+    top_k: int | None = Field(
+        None, ge=1, le=TOP_K_BOUND, description="chunks to retrieve (at most RAGBLEND_RETRIEVAL_MAX_TOP_K)"
+    )
     filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
     retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP + "; default: the collection's")
     selection: SelectionConfig | None = Field(
         None, description="choose among the retrieved chunks (or documents): topk or corag under a budget"
     )
     system: StrictStr | None = None
-    max_tokens: int | None = Field(None, gt=0, description="new tokens at most (default from settings)")
+    max_tokens: int | None = Field(
+        None, gt=0, le=MAX_TOKENS_BOUND, description="new tokens at most (default and cap from settings)"
+    )
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="64-bit sampling seed")

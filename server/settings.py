@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     retrieval_default_top_k: int = Field(5, gt=0)
     # candidates retrieved for chunk selection when a request gives a selection without top_k
     retrieval_selection_candidates: int = Field(12, gt=0)
+    # chunk selection's own threads (searches run up to time_cap_ms), and searches queued behind
+    # them; past both a request with a selection gets 503 with Retry-After
+    selection_workers: int = Field(2, ge=1, le=64)
+    selection_waiting: int = Field(8, ge=0, le=1024)
     # --- end retrieval ---
 
     @field_validator("device")

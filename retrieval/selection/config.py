@@ -33,12 +33,12 @@ class SelectionConfig(BaseModel):
 
     method: SelectionMethod = "corag"
     # What the chosen chunks may cost to prefill, in `budget_unit` (see cost.py).
-    budget: float = Field(1536.0, gt=0)
+    budget: float = Field(1536.0, gt=0, le=MAX_BUDGET_TOKENS)
     budget_unit: BudgetUnit = "tokens"
     iterations: int = Field(64, ge=1, le=MAX_ITERATIONS)
     c: float = Field(2.0, ge=0.0, le=100.0)
     lambda_: float = Field(0.1, ge=0.0, le=100.0, alias="lambda")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**64 - 1)
     time_cap_ms: float = Field(30.0, gt=0, le=MAX_TIME_CAP_MS)
     # corag: extend the search's pick greedily while the utility rises and the budget allows
     # (completion.py); it lets a cheap, warm-cache budget be spent without more iterations.

@@ -13,7 +13,7 @@ from engine.sampling import SamplingParams
 from server.auth import principal_of
 from server.deps import EngineDep, ServicesDep
 from server.errors import ApiError
-from server.gateway import record_finish
+from server.gateway import GatewayDep, record_finish
 from server.generation import collect, prepare_prompt, submit, timed_events
 from server.rag_context import RagContext, resolve_context
 from server.schemas import GenerateRequest, GenerateResponse, Timings, Usage, recompute_ratio
@@ -70,14 +70,15 @@ def to_response(final: FinishEvent, context: RagContext) -> GenerateResponse:
 
 @router.post("/generate", response_model=GenerateResponse, response_model_exclude_none=True)
 async def generate(
-    body: GenerateRequest, request: Request, services: ServicesDep, engine: EngineDep
+    body: GenerateRequest, request: Request, services: ServicesDep, engine: EngineDep, gateway: GatewayDep
 ) -> GenerateResponse | StreamingResponse:
     """Answer `query` from `documents` or from the `top_k` chunks of `collection`; with `stream: true`,
     Server-Sent Events (a `citations` event first when there are any, then `token`s, then `done`)."""
     received = time.perf_counter()
     settings = services.settings
     max_tokens = check_limits(body, settings)
-    salt = principal_of(request).salt
+    principal = principal_of(request)
+    salt = principal.salt
     blend = body.blend.options(engine.default_blend)
     context = await resolve_context(
         services,
@@ -100,17 +101,25 @@ async def generate(
         seed=body.seed,
         stop=tuple(body.stop_list()),
     )
-    # The tenant's salt (derived on the server from the API key) keeps its chunk caches its own.
-    job = submit(services, engine, prompt, params, blend, salt=salt)
     if not body.stream:
+        # The tenant's salt (derived on the server from the API key) keeps its chunk caches its own.
+        job = submit(services, engine, prompt, params, blend, salt=salt)
         final = await collect(job, request, received, settings.request_timeout_s)
         record_finish(request, final)
         return to_response(final, context)
 
+    # The key's cap on concurrent streams, shared with the OpenAI routes (429 with Retry-After past it).
+    slot = gateway.streams.acquire(principal)
+    try:
+        job = submit(services, engine, prompt, params, blend, salt=salt)
+    except BaseException:
+        slot.release()
+        raise
+
     async def stream() -> AsyncIterator[bytes]:
-        if context.citations:
-            yield sse_event("citations", {"citations": [c.model_dump() for c in context.citations]})
         try:
+            if context.citations:
+                yield sse_event("citations", {"citations": [c.model_dump() for c in context.citations]})
             async for event in timed_events(job, received, settings.request_timeout_s):
                 if isinstance(event, TokenEvent):
                     yield sse_event("token", {"text": event.text})
@@ -121,6 +130,8 @@ async def generate(
             yield sse_event("error", {"type": exc.kind, "message": exc.message})
         except Exception as exc:
             yield sse_event("error", {"type": "internal_error", "message": type(exc).__name__})
+        finally:
+            slot.release()
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

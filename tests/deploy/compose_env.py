@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "docker-compose.yml"
 
+# A default may hold one nested ${...} (compose interpolates defaults too).
 _VARIABLE = re.compile(
-    r"\$\$|\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}|\$(?P<bare>[A-Za-z_]\w*)"
+    r"\$\$|\$\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?-)(?P<default>(?:[^${}]|\$\{[^}]*\})*))?\}"
+    r"|\$(?P<bare>[A-Za-z_]\w*)"
 )
 
 
@@ -28,9 +30,9 @@ def interpolate(text: str, env: dict[str, str]) -> str:
         name = m.group("name") or m.group("bare")
         found = env.get(name)
         if m.group("op") == ":-" and not found:
-            return m.group("default")
+            return interpolate(m.group("default"), env)
         if m.group("op") == "-" and found is None:
-            return m.group("default")
+            return interpolate(m.group("default"), env)
         return found or ""
 
     return _VARIABLE.sub(value, text)

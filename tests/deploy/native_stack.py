@@ -24,6 +24,7 @@ import pytest
 from tests.deploy.compose_env import (
     DOCKER,
     image_env,
+    interpolate,
     load_compose,
     service_command,
     service_environment,
@@ -45,6 +46,7 @@ class NativeStack:
     tmp: Path
     model_dir: Path
     redis_port: int = 0
+    redis_password: str = ""  # what compose's redis requires (--requirepass)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     logs: list[IO[str]] = field(default_factory=list)
 
@@ -55,6 +57,7 @@ class NativeStack:
         if binary is None:
             pytest.fail(f"{command[0]} is not installed (apt-get install redis-server)")
         self.redis_port = free_port()
+        self.redis_password = command[command.index("--requirepass") + 1]
         # Later options win in redis-server: a container's network becomes loopback and a free port.
         args = [binary, *command[1:], "--port", str(self.redis_port), "--bind", "127.0.0.1"]
         args += ["--dir", str(self.tmp)]
@@ -69,9 +72,8 @@ class NativeStack:
             pytest.fail(f"{test[1]} is not installed")
         deadline = time.monotonic() + 15
         while True:
-            done = subprocess.run(
-                [cli, "-p", str(self.redis_port), *test[2:]], capture_output=True, text=True
-            )
+            args = [interpolate(arg, {}) for arg in test[2:]]
+            done = subprocess.run([cli, "-p", str(self.redis_port), *args], capture_output=True, text=True)
             if done.returncode == 0 and "PONG" in done.stdout:
                 return
             if time.monotonic() > deadline:
@@ -89,9 +91,9 @@ class NativeStack:
         assert env["RAGBLEND_HOST"] == "0.0.0.0"
         env["RAGBLEND_HOST"] = "127.0.0.1"
         env["RAGBLEND_PORT"] = str(port)
-        assert env["RAGBLEND_REDIS_URL"].startswith("redis://redis:6379/")
+        assert env["RAGBLEND_REDIS_URL"].startswith("redis://:ragblend@redis:6379/")
         env["RAGBLEND_REDIS_URL"] = env["RAGBLEND_REDIS_URL"].replace(
-            "redis:6379", f"127.0.0.1:{self.redis_port}"
+            "@redis:6379", f"@127.0.0.1:{self.redis_port}"
         )
         return env
 

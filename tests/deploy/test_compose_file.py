@@ -49,6 +49,7 @@ def test_interpolation_follows_compose_rules() -> None:
     env = {"SET": "v", "EMPTY": ""}
     assert interpolate("${SET:-d}/${EMPTY:-d}/${UNSET:-d}", env) == "v/d/d"
     assert interpolate("${EMPTY-d}/${UNSET-d}/$SET/$$SET/${UNSET}", env) == "/d/v/$SET/"
+    assert interpolate("${UNSET:-a${SET}b}/${SET:-${UNSET:-x}}/${UNSET:-${UNSET:-x}}", env) == "avb/v/x"
 
 
 def test_redis_is_a_cache_without_persistence() -> None:
@@ -76,7 +77,11 @@ def test_gateways(name: str, dockerfile: str, engine: str) -> None:
     assert (COMPOSE_FILE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKER / dockerfile
     env = service_environment(service, {})
     assert env["RAGBLEND_ENGINE"] == engine
-    assert env["RAGBLEND_REDIS_URL"] == "redis://redis:6379/0", "the compose service, by its name"
+    # the compose service, by its name, with the password it requires
+    assert env["RAGBLEND_REDIS_URL"] == "redis://:ragblend@redis:6379/0"
+    assert service_environment(service, {"REDIS_PASSWORD": "pw"})["RAGBLEND_REDIS_URL"] == (
+        "redis://:pw@redis:6379/0"
+    )
     assert env["RAGBLEND_DATA_DIR"] == "/data" and env["RAGBLEND_HOST"] == "0.0.0.0"
     fields = {f"RAGBLEND_{n.upper()}" for n in Settings.model_fields}
     assert set(env) <= fields
@@ -99,10 +104,31 @@ def test_plain_up_starts_the_cpu_gateway_and_the_gpu_one_needs_its_profile() -> 
     assert gpu["profiles"] == ["gpu"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    gpu_port = interpolate(gpu["ports"][0], {}).split(":")[0]
-    cpu_port = interpolate(services["gateway"]["ports"][0], {}).split(":")[0]
+    gpu_port = interpolate(gpu["ports"][0], {}).split(":")[-2]
+    cpu_port = interpolate(services["gateway"]["ports"][0], {}).split(":")[-2]
     assert gpu_port != cpu_port, "both gateways can run side by side"
     # separate collections: each process opens its collections once and would not see the other's
     gpu_sources = {v.split(":")[0] for v in gpu["volumes"]}
     cpu_sources = {v.split(":")[0] for v in services["gateway"]["volumes"]}
     assert not ({"collections", "kv-disk"} & gpu_sources & cpu_sources)
+
+
+@pytest.mark.parametrize("name", ["gateway", "gateway-gpu"])
+def test_gateways_are_published_on_loopback_unless_told_otherwise(name: str) -> None:
+    (port,) = load_compose()["services"][name]["ports"]
+    host, _, container = interpolate(port, {}).split(":")
+    assert host == "127.0.0.1" and container == "8000"
+    assert interpolate(port, {"GATEWAY_BIND": "0.0.0.0"}).split(":")[0] == "0.0.0.0"
+
+
+def test_redis_requires_the_password_the_gateways_send() -> None:
+    services = load_compose()["services"]
+    env = {"REDIS_PASSWORD": "pw-from-env"}
+    command = service_command(services["redis"], env)
+    assert command[command.index("--requirepass") + 1] == "pw-from-env"
+    check = [interpolate(arg, env) for arg in services["redis"]["healthcheck"]["test"]]
+    assert check[check.index("-a") + 1] == "pw-from-env"
+    assert "ports" not in services["redis"], "Redis is reached on the stack's network only"
+    for name in ("gateway", "gateway-gpu"):
+        url = service_environment(services[name], env)["RAGBLEND_REDIS_URL"]
+        assert url == "redis://:pw-from-env@redis:6379/0"

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from tests.deploy.compose_env import DOCKER, ROOT, final_stage
@@ -57,7 +58,11 @@ def test_readme_quickstart_requests_work(gateway: str) -> None:
 
 
 def test_redis_runs_as_compose_configures_it(native_stack: NativeStack) -> None:
-    client = redis.Redis(port=native_stack.redis_port, decode_responses=True)
+    with pytest.raises(redis.AuthenticationError):  # no password, no access
+        redis.Redis(port=native_stack.redis_port).ping()
+    client = redis.Redis(
+        port=native_stack.redis_port, password=native_stack.redis_password, decode_responses=True
+    )
     config = client.config_get("*")
     assert config["save"] == ""
     assert config["appendonly"] == "no"
@@ -104,7 +109,7 @@ def test_a_second_replica_reuses_chunk_caches_through_redis(native_stack: Native
     assert dtype != "auto"
     pod_env = {"RAGBLEND_DTYPE": dtype, "RAGBLEND_TENANT_SECRET": uuid.uuid4().hex}
     gateway = native_stack.start_gateway("replica-a", pod_env)
-    client = redis.Redis(port=native_stack.redis_port)
+    client = redis.Redis(port=native_stack.redis_port, password=native_stack.redis_password)
     # Fresh text, so no earlier test left caches of it anywhere.
     nonce = uuid.uuid4().hex[:8]
     body = {

@@ -73,7 +73,8 @@ def test_rendered_overlay_passes_the_schema(overlay: str, version: str) -> None:
     kinds = sorted(d["kind"] for d in docs)
     # no PersistentVolumeClaim: collections live in Postgres, nothing is shared through a volume
     expected = ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service"]
-    expected += ["Service", "StatefulSet"] + (["Cluster"] if overlay.endswith("cloudnative-pg") else [])
+    expected += ["Service", "StatefulSet", "NetworkPolicy"]
+    expected += ["Cluster", "NetworkPolicy"] if overlay.endswith("cloudnative-pg") else []
     assert kinds == sorted(expected)
     for doc in docs:
         if doc["kind"] not in CRD_KINDS:

@@ -69,7 +69,7 @@ def test_services_hpa_and_pdb_select_the_pods_they_mean() -> None:
     assert not gateway_svc["spec"]["selector"].items() <= pod_labels(redis).items()
     assert redis["spec"]["serviceName"] == redis_svc["metadata"]["name"]
     ports = {p["name"]: p for p in gateway_svc["spec"]["ports"]}
-    assert ports["metrics"]["targetPort"] == ports["http"]["targetPort"] == "http"
+    assert ports["http"]["targetPort"] == "http" and ports["metrics"]["targetPort"] == "metrics"
     hpa, pdb = find(BASE, "HorizontalPodAutoscaler"), find(BASE, "PodDisruptionBudget")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
@@ -85,8 +85,7 @@ def test_configmap_holds_only_settings_the_server_accepts(monkeypatch: pytest.Mo
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert str(settings.data_dir) == "/data" and settings.host == "0.0.0.0"
-    redis_host = re.match(r"redis://([^:/]+):(\d+)/", settings.redis_url or "")
-    assert redis_host and redis_host.group(1) == find(BASE, "Service", "ragblend-redis")["metadata"]["name"]
+    assert "RAGBLEND_REDIS_URL" not in data, "the URL carries the password: it is in the Secret"
 
 
 def test_volumes_are_where_the_server_writes() -> None:
@@ -97,10 +96,41 @@ def test_volumes_are_where_the_server_writes() -> None:
     # a secret given, so that store_config() neither writes nor reads <data dir>/tenant_secret here
     settings = Settings(data_dir=data_dir, tenant_secret="test")
     assert mounts["kv-disk"] == settings.store_config().disk_dir
-    assert "emptyDir" in volumes["kv-disk"]
+    assert mounts["data"] == data_dir and mounts["tmp"] == "/tmp"
     # collections are in Postgres: no volume of them, and no shared volume at all
-    assert set(mounts) == set(volumes) == {"kv-disk"}
+    assert set(mounts) == set(volumes) == {"kv-disk", "data", "tmp", "cache"}
+    assert all("emptyDir" in v and v["emptyDir"].get("sizeLimit") for v in volumes.values())
     assert not [d for d in BASE if d["kind"] == "PersistentVolumeClaim"]
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/cpu", "overlays/gpu", "overlays/cloudnative-pg"])
+def test_pods_are_hardened(overlay: str) -> None:
+    docs = BASE if overlay == "base" else build(DEPLOY / overlay)
+    spec = pod_spec(find(docs, "Deployment"))
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = gateway_container(docs)
+    security = c["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    # with the root read-only, every place the server writes is a volume
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    data_dir = find(docs, "ConfigMap")["data"]["RAGBLEND_DATA_DIR"]
+    assert {data_dir, "/tmp", f"{data_dir}/kv"} <= mounts
+
+
+def test_metrics_are_scraped_from_the_keyless_listener_not_the_api_port() -> None:
+    data = find(BASE, "ConfigMap")["data"]
+    metrics_port = int(data["RAGBLEND_METRICS_PORT"])
+    ports = {p["name"]: p["containerPort"] for p in gateway_container(BASE)["ports"]}
+    assert ports["metrics"] == metrics_port != ports["http"] == int(data["RAGBLEND_PORT"])
+    annotations = find(BASE, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == metrics_port
+    (monitor,) = load_docs(DEPLOY / "monitoring" / "servicemonitor.yaml")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    service_ports = {p["name"]: p for p in find(BASE, "Service", "ragblend-gateway")["spec"]["ports"]}
+    assert service_ports[endpoint["port"]]["targetPort"] == "metrics"
 
 
 def test_gateways_share_postgres_from_a_secret_or_the_cloudnative_pg_cluster() -> None:
@@ -131,7 +161,7 @@ def test_secret_references_match_the_example_secret() -> None:
     refs = [
         e["valueFrom"]["secretKeyRef"]
         for e in gateway_container(BASE)["env"]
-        if "valueFrom" in e and e["name"] != "RAGBLEND_DATABASE_URL"
+        if "valueFrom" in e and e["name"] not in ("RAGBLEND_DATABASE_URL", "RAGBLEND_REDIS_URL")
     ]
     assert (
         {r["key"] for r in refs}
@@ -178,3 +208,57 @@ def test_gpu_overlay_asks_for_a_gpu_and_runs_vllm() -> None:
     assert {"/dev/shm", "/data/kv"} <= mounts
     hpa = find(docs, "HorizontalPodAutoscaler")
     assert find(docs, "PodDisruptionBudget")["spec"]["minAvailable"] < hpa["spec"]["minReplicas"] <= 4
+
+
+def test_redis_requires_the_password_in_the_url_the_gateways_read() -> None:
+    (secret,) = load_docs(DEPLOY / "base" / "redis-secret.example.yaml")
+    name, data = secret["metadata"]["name"], secret["stringData"]
+    url = re.fullmatch(r"redis://:([^@]+)@([^:/]+):(\d+)/0", data["RAGBLEND_REDIS_URL"])
+    assert url and url.group(1) == data["REDIS_PASSWORD"]
+    assert url.group(2) == find(BASE, "Service", "ragblend-redis")["metadata"]["name"]
+    assert Settings(redis_url=data["RAGBLEND_REDIS_URL"]).redis_url == data["RAGBLEND_REDIS_URL"]
+    gateway_ref = {e["name"]: e for e in gateway_container(BASE)["env"]}["RAGBLEND_REDIS_URL"]
+    assert gateway_ref["valueFrom"]["secretKeyRef"] == {"name": name, "key": "RAGBLEND_REDIS_URL"}
+    (redis,) = pod_spec(find(BASE, "StatefulSet"))["containers"]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in redis["env"]}
+    assert env["REDIS_PASSWORD"] == env["REDISCLI_AUTH"] == {"name": name, "key": "REDIS_PASSWORD"}
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"  # expanded by the kubelet
+    assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]  # REDISCLI_AUTH
+
+
+def allowed_sources(policy: Doc) -> list[tuple[dict[str, str], set[int]]]:
+    out = []
+    for rule in policy["spec"]["ingress"]:
+        ports = {p["port"] for p in rule["ports"]}
+        for source in rule["from"]:
+            labels = source.get("podSelector", source.get("namespaceSelector", {})).get("matchLabels", {})
+            out.append((labels, ports))
+    return out
+
+
+def test_only_the_gateways_reach_redis() -> None:
+    policy = find(BASE, "NetworkPolicy", "ragblend-redis")
+    redis = find(BASE, "StatefulSet")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels(redis).items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    ((labels, ports),) = allowed_sources(policy)
+    assert labels.items() <= pod_labels(find(BASE, "Deployment")).items()
+    assert not labels.items() <= pod_labels(redis).items()
+    assert ports == {6379}
+
+
+def test_postgres_in_the_cluster_is_reached_by_the_gateways_and_its_operator_only() -> None:
+    docs = build(DEPLOY / "overlays" / "cloudnative-pg")
+    cluster = find(docs, "Cluster", None)
+    policy = find(docs, "NetworkPolicy", "ragblend-pg")
+    selected = policy["spec"]["podSelector"]["matchLabels"]
+    assert selected == {"cnpg.io/cluster": cluster["metadata"]["name"]}  # the operator labels its pods so
+    sources = allowed_sources(policy)
+    gateway = pod_labels(find(docs, "Deployment"))
+    assert any(labels.items() <= gateway.items() and ports == {5432} for labels, ports in sources)
+    for labels, _ports in sources:  # anyone else: its own instances, or the operator's namespace
+        assert (
+            labels.items() <= gateway.items() or labels == selected or "kubernetes.io/metadata.name" in labels
+        )
+    assert find(docs, "NetworkPolicy", "ragblend-redis")  # the base's policy too

@@ -2,8 +2,10 @@
 
 Every operation is called with schema-valid bodies and with deliberately invalid ones (wrong types,
 missing fields, out-of-range numbers, odd strings) against a real uvicorn process serving the
-embedded model. The only acceptable server-side status is 503 with Retry-After (busy or not ready);
-anything else at 500 or above fails the test with the request that caused it.
+embedded model. Every number a request carries must have both bounds in the schema, so that the
+invalid mode tries values past each. The only acceptable server-side status is 503 with
+Retry-After (busy or not ready); anything else at 500 or above fails the test with the request that
+caused it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.result import Err
 
 from tests.e2e.server_process import running_server
+from tests.server.schema_bounds import unbounded_numbers
 
 EXAMPLES_PER_MODE = 30
 
@@ -60,6 +63,8 @@ def _operations(base: str) -> list[schemathesis.APIOperation]:
 
 @pytest.mark.timeout(900)
 def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
+    # every number a request carries has both bounds, so the negative mode tries values past each
+    assert unbounded_numbers(httpx.get(f"{base_url}/openapi.json", timeout=30).json()) == []
     operations = _operations(base_url)
     assert len(operations) >= 15, [op.label for op in operations]
     failures: list[str] = []
