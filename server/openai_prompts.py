@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 
 from engine.base import Engine, PromptTooLong
@@ -19,6 +21,26 @@ def chat_messages(messages: list[ChatMessageIn]) -> list[ChatMessage]:
 def _builder(engine: Engine) -> PromptBuilder | None:
     pieces = getattr(engine, "prompts", None)
     return pieces if isinstance(pieces, PromptBuilder) else None
+
+
+def engine_tokenizer(engine: Engine) -> Any:
+    """The served model's tokenizer; 400 on an engine that does not expose one."""
+    pieces = _builder(engine)
+    if pieces is None:
+        raise ApiError(400, f"the {engine.name} engine does not expose its tokenizer", "unsupported")
+    return pieces.tokenizer
+
+
+async def chat_prompt_ids(engine: Engine, messages: list[ChatMessage]) -> list[int]:
+    """The token ids chat completions would send for `messages` without documents."""
+    pieces = _builder(engine)
+    if pieces is None:
+        raise ApiError(400, f"the {engine.name} engine does not expose its tokenizer", "unsupported")
+    try:
+        prompt = await run_in_threadpool(chat_builder_for(pieces).build, messages, None)
+    except ChatPromptError as exc:
+        raise ApiError(400, str(exc)) from exc
+    return prompt.ids
 
 
 def _fits(engine: Engine, prompt: Prompt, max_tokens: int) -> Prompt:
