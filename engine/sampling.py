@@ -20,6 +20,9 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # log-probabilities of each produced token with this many alternatives (0: the token's own only);
+    # None: not computed
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens <= 0:
@@ -30,6 +33,8 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1]")
         if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
             raise ValueError(f"seed must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise ValueError("logprobs must be in 0..20")
 
 
 class Sampler:

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.base import Engine, PromptTooLong
 from engine.chat_prompt import ChatMessage, ChatPromptError, chat_builder_for, raw_prompt
-from engine.prompt import Prompt, PromptBuilder
+from engine.prompt import Prompt, PromptBuilder, PromptPiece
 from server.errors import ApiError
 from server.openai_schemas import ChatMessageIn
 
@@ -75,12 +75,26 @@ async def _single_turn(engine: Engine, messages: list[ChatMessage], documents: l
     return await run_in_threadpool(engine.build_prompt, turns[0].content, documents, system)
 
 
-async def completion_prompt(engine: Engine, text: str, max_tokens: int) -> Prompt:
+def _with_documents(pieces: PromptBuilder, text: str, documents: list[str]) -> Prompt:
+    """The model's RAG system turn, each document as its own piece (cached K/V shared with /generate
+    and chat), then `text` as it is: the caller writes the question's turn."""
+    if not text:
+        raise ChatPromptError("prompt: the prompt must not be empty")
+    query = PromptPiece("query", pieces.encode(text), text)
+    return Prompt((pieces.prefix(None, True), *[pieces.document(d) for d in documents], query))
+
+
+async def completion_prompt(
+    engine: Engine, text: str, max_tokens: int, documents: list[str] | None = None
+) -> Prompt:
     pieces = _builder(engine)
     if pieces is None:
         raise ApiError(400, f"/v1/completions is not available on the {engine.name} engine", "unsupported")
     try:
-        prompt = await run_in_threadpool(raw_prompt, pieces, text)
+        if documents:
+            prompt = await run_in_threadpool(_with_documents, pieces, text, documents)
+        else:
+            prompt = await run_in_threadpool(raw_prompt, pieces, text)
     except ChatPromptError as exc:
         raise ApiError(400, str(exc)) from exc
     return _fits(engine, prompt, max_tokens)

@@ -10,8 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from engine.logprobs import MAX_TOP_LOGPROBS
 from engine.sampling import SEED_MAX, SEED_MIN
 from server.schemas import BlendRequest
+
+MAX_N = 16  # sequences per request
 
 
 class StreamOptions(BaseModel):
@@ -55,7 +58,7 @@ class _Sampling(BaseModel):
     stop: StrictStr | list[StrictStr] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, le=MAX_N, description="sequences to sample for the prompt")
     user: StrictStr | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
@@ -70,8 +73,6 @@ class _Sampling(BaseModel):
 
     def unsupported(self) -> str | None:
         """The first field set to a value ragblend cannot honour, with why."""
-        if self.n != 1:
-            return "n: only n=1 is supported"
         if self.presence_penalty or self.frequency_penalty:
             return "presence_penalty / frequency_penalty: penalties are not supported"
         if self.stream_options is not None and not self.stream:
@@ -86,7 +87,7 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, gt=0)
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     documents: list[StrictStr] | None = None
     collection: StrictStr | None = None
     top_k: int | None = Field(None, gt=0)
@@ -97,21 +98,34 @@ class ChatCompletionRequest(_Sampling):
         return self.max_completion_tokens or self.max_tokens
 
     def unsupported(self) -> str | None:
-        if self.logprobs or self.top_logprobs:
-            return "logprobs: log-probabilities are not supported"
+        if self.top_logprobs is not None and not self.logprobs:
+            return "top_logprobs: only allowed with logprobs: true"
         return super().unsupported()
+
+    def logprob_count(self) -> int | None:
+        """Alternatives per token when log-probabilities are asked for, else None."""
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     def wants_rag(self) -> bool:
         return self.documents is not None or self.collection is not None or self.top_k is not None
 
 
 class CompletionRequest(_Sampling):
-    """POST /v1/completions: raw text continuation of `prompt` (no chat template, no documents)."""
+    """POST /v1/completions: raw text continuation of `prompt` (no chat template). Extra fields:
+    `documents` go before it as cached pieces (after the model's RAG system turn), `blend` chooses
+    how they are reused. `echo` with `max_tokens: 0` scores the prompt instead of continuing it."""
 
     prompt: StrictStr | list[StrictStr]
+    max_tokens: int | None = Field(None, ge=0)
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     suffix: StrictStr | None = None
+    documents: list[StrictStr] | None = None
+    blend: BlendRequest | None = None
+
+    @property
+    def scoring(self) -> bool:
+        return self.echo and self.max_tokens == 0
 
     def prompt_text(self) -> str | None:
         if isinstance(self.prompt, str):
@@ -121,10 +135,12 @@ class CompletionRequest(_Sampling):
     def unsupported(self) -> str | None:
         if not isinstance(self.prompt, str) and len(self.prompt) != 1:
             return "prompt: give one prompt (a string or a list of one string)"
-        if self.echo:
-            return "echo: not supported"
-        if self.logprobs:
-            return "logprobs: log-probabilities are not supported"
+        if self.echo and self.max_tokens != 0:
+            return "echo: only with max_tokens 0 (scoring the prompt); echo of a generation is not supported"
+        if self.max_tokens == 0 and not self.echo:
+            return "max_tokens: 0 only with echo: true (scoring the prompt)"
+        if self.scoring and self.n != 1:
+            return "n: scoring the prompt (echo, max_tokens 0) gives one choice"
         if self.suffix:
             return "suffix: not supported"
         return super().unsupported()

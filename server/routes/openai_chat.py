@@ -15,7 +15,8 @@ from server.errors import ApiError
 from server.gateway import GatewayDep
 from server.openai_context import chat_context, check_sampling
 from server.openai_generation import OpenAIGeneration, Received, respond
-from server.openai_prompts import chat_messages, chat_prompt
+from server.openai_logprobs import TokenTexts
+from server.openai_prompts import chat_messages, chat_prompt, engine_tokenizer
 from server.openai_responses import ResponseHeader
 from server.openai_schemas import ChatCompletionRequest
 from server.request_context import request_id_of
@@ -55,10 +56,13 @@ async def chat_completions(
             top_p=body.top_p,
             seed=body.seed,
             stop=tuple(body.stop_list()),
+            logprobs=body.logprob_count(),
         ),
         blend=blend.options() if blend is not None else None,
         context=context,
         stream=body.stream,
         include_usage=body.include_usage(),
+        n=body.n,
+        token_texts=TokenTexts(engine_tokenizer(engine)) if body.logprobs else None,
     )
     return await respond(request, services, gateway, engine, spec, at)
