@@ -40,6 +40,7 @@ from server.openai_responses import (
 )
 from server.rag_context import RagContext
 from server.services import Services
+from server.tool_calls import ToolStream
 from server.tracing import PhaseTimes
 
 
@@ -67,6 +68,7 @@ class OpenAIGeneration:
     include_usage: bool
     n: int = 1
     token_texts: TokenTexts | None = None  # set when log-probabilities are asked for
+    tools: bool = False  # tools were offered: tool calls are parsed from the output
 
     def choice_params(self) -> list[SamplingParams]:
         """The sampling parameters of each of the n sequences: distinct seeds when one is given."""
@@ -119,7 +121,7 @@ async def respond(
             for final in finals:
                 _record(gateway, spec, final, span, at, gaps_observed=False)
         return full_response(
-            spec.head, finals, spec.context.citations, spec.context.retrieve_ms, spec.token_texts
+            spec.head, finals, spec.context.citations, spec.context.retrieve_ms, spec.token_texts, spec.tools
         )
 
     async def body() -> AsyncIterator[bytes]:
@@ -161,6 +163,7 @@ async def _events(
     finals: list[FinishEvent | None] = [None] * len(jobs)
     texts = spec.token_texts
     offsets = [[TextLogprobs(texts)] if texts is not None else [] for _ in jobs]
+    calls = [ToolStream() for _ in jobs] if spec.tools else None
     try:
         async for index, event in merged_events(jobs, at.perf, timeout_s):
             if isinstance(event, TokenEvent):
@@ -171,12 +174,22 @@ async def _events(
                     )
                 last_token[index] = now
                 logprobs = _chunk_logprobs(spec, event, offsets[index])
-                if event.text or logprobs is not None:
-                    delta = text_delta(spec.head, event.text)
+                text = calls[index].feed(event.text) if calls is not None else event.text
+                if text or logprobs is not None:
+                    delta = text_delta(spec.head, text)
                     yield sse_data(stream_chunk(spec.head, delta, index=index, logprobs=logprobs))
             elif isinstance(event, FinishEvent):
                 finals[index] = event
-                yield sse_data(stream_chunk(spec.head, {}, finish_reason(event), index=index))
+                reason = finish_reason(event)
+                if calls is not None:
+                    rest, found = calls[index].finish()
+                    last: dict[str, Any] = {"content": rest} if rest else {}
+                    if found:
+                        last["tool_calls"] = [c.as_json(i, with_index=True) for i, c in enumerate(found)]
+                        reason = "tool_calls"
+                    if last:
+                        yield sse_data(stream_chunk(spec.head, last, index=index))
+                yield sse_data(stream_chunk(spec.head, {}, reason, index=index))
                 _record(gateway, spec, event, span, at, gaps_observed=True)
         done = [f for f in finals if f is not None]
         if spec.include_usage and len(done) == len(finals):

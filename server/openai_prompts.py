@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +16,49 @@ from server.openai_schemas import ChatMessageIn
 
 def chat_messages(messages: list[ChatMessageIn]) -> list[ChatMessage]:
     # OpenAI's newer 'developer' role is the system role of models that have no such distinction.
-    return [ChatMessage("system" if m.role == "developer" else m.role, m.text()) for m in messages]
+    return [ChatMessage("system" if m.role == "developer" else m.role, m.text(), _extra(m)) for m in messages]
+
+
+def _extra(m: ChatMessageIn) -> dict[str, Any] | None:
+    """Tool fields as chat templates read them (arguments as an object, as Hugging Face's do)."""
+    extra: dict[str, Any] = {}
+    if m.tool_calls:
+        calls = []
+        for call in m.tool_calls:
+            try:
+                arguments = json.loads(call.function.arguments)
+            except ValueError:
+                raise ApiError(
+                    400, f"messages: tool call {call.id!r} has arguments that are not JSON"
+                ) from None
+            calls.append(
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": arguments},
+                }
+            )
+        extra["tool_calls"] = calls
+    if m.tool_call_id is not None:
+        extra["tool_call_id"] = m.tool_call_id
+    return extra or None
+
+
+def check_tools(engine: Engine, tools: list[dict[str, Any]] | None, messages: list[ChatMessageIn]) -> None:
+    """400 naming the reason when tools are offered (or tool turns sent) to a model whose chat
+    template has no place for them."""
+    if not tools and not any(m.uses_tools() for m in messages):
+        return
+    pieces = _builder(engine)
+    if pieces is None:
+        raise ApiError(400, f"tools: the {engine.name} engine takes no tools", "unsupported_parameter")
+    if not chat_builder_for(pieces).accepts_tools:
+        raise ApiError(
+            400,
+            f"tools: the chat template of {engine.model_name} does not accept tools (it never renders "
+            "them), so this model cannot be offered tools or sent tool turns",
+            "unsupported_parameter",
+        )
 
 
 def _builder(engine: Engine) -> PromptBuilder | None:
@@ -52,13 +95,17 @@ def _fits(engine: Engine, prompt: Prompt, max_tokens: int) -> Prompt:
 
 
 async def chat_prompt(
-    engine: Engine, messages: list[ChatMessage], documents: list[str] | None, max_tokens: int
+    engine: Engine,
+    messages: list[ChatMessage],
+    documents: list[str] | None,
+    max_tokens: int,
+    tools: list[dict[str, Any]] | None = None,
 ) -> Prompt:
     pieces = _builder(engine)
     try:
         if pieces is not None:
             builder = chat_builder_for(pieces)
-            prompt = await run_in_threadpool(builder.build, messages, documents)
+            prompt = await run_in_threadpool(builder.build, messages, documents, tools)
         else:
             prompt = await _single_turn(engine, messages, documents)
     except ChatPromptError as exc:

@@ -16,6 +16,7 @@ from engine.events import FinishEvent
 from server.openai_logprobs import TextLogprobs, TokenTexts, chat_logprobs
 from server.rag_context import Citation
 from server.schemas import recompute_ratio
+from server.tool_calls import parse_tool_calls
 
 Kind = Literal["chat", "text"]
 
@@ -85,6 +86,7 @@ def full_response(
     citations: list[Citation],
     retrieve_ms: float | None,
     texts: TokenTexts | None = None,
+    tools: bool = False,
 ) -> dict[str, Any]:
     choices = []
     for index, final in enumerate(finals):
@@ -94,7 +96,11 @@ def full_response(
             "logprobs": choice_logprobs(head, final, texts),
         }
         if head.kind == "chat":
-            choice["message"] = {"role": "assistant", "content": final.text}
+            content, calls = parse_tool_calls(final.text) if tools else (final.text, [])
+            choice["message"] = {"role": "assistant", "content": content}
+            if calls:
+                choice["message"]["tool_calls"] = [c.as_json(i) for i, c in enumerate(calls)]
+                choice["finish_reason"] = "tool_calls"
         else:
             choice["text"] = final.text
         choices.append(choice)

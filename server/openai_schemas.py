@@ -30,12 +30,34 @@ class TextPart(BaseModel):
     text: StrictStr
 
 
+class FunctionCallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr
+    arguments: StrictStr
+
+
+class ToolCallIn(BaseModel):
+    """An earlier assistant turn's tool call, as the client sends it back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: StrictStr
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
+
+
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
     name: StrictStr | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: StrictStr | None = None
+
+    def uses_tools(self) -> bool:
+        return self.role == "tool" or bool(self.tool_calls)
 
     def text(self) -> str:
         if self.content is None:
@@ -43,6 +65,22 @@ class ChatMessageIn(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+
+class FunctionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionIn
 
 
 class _Sampling(BaseModel):
@@ -93,6 +131,15 @@ class ChatCompletionRequest(_Sampling):
     top_k: int | None = Field(None, gt=0)
     selection: dict[str, Any] | None = None
     blend: BlendRequest | None = None
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    def offered_tools(self) -> list[dict[str, Any]] | None:
+        """The tools the model is offered: none with `tool_choice: none`."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return [t.model_dump(exclude_none=True) for t in self.tools]
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
@@ -100,6 +147,10 @@ class ChatCompletionRequest(_Sampling):
     def unsupported(self) -> str | None:
         if self.top_logprobs is not None and not self.logprobs:
             return "top_logprobs: only allowed with logprobs: true"
+        if self.tool_choice is not None and self.tool_choice not in ("none", "auto"):
+            return "tool_choice: only 'auto' and 'none' are supported (a call cannot be forced)"
+        if self.tool_choice is not None and not self.tools:
+            return "tool_choice: only allowed with tools"
         return super().unsupported()
 
     def logprob_count(self) -> int | None:

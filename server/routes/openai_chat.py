@@ -16,7 +16,7 @@ from server.gateway import GatewayDep
 from server.openai_context import chat_context, check_sampling
 from server.openai_generation import OpenAIGeneration, Received, respond
 from server.openai_logprobs import TokenTexts
-from server.openai_prompts import chat_messages, chat_prompt, engine_tokenizer
+from server.openai_prompts import chat_messages, chat_prompt, check_tools, engine_tokenizer
 from server.openai_responses import ResponseHeader
 from server.openai_schemas import ChatCompletionRequest
 from server.request_context import request_id_of
@@ -42,9 +42,11 @@ async def chat_completions(
     if problem:
         raise ApiError(400, problem, "unsupported_parameter")
     max_tokens = check_sampling(body.requested_max_tokens(), body.stop_list(), services.settings)
+    tools = body.offered_tools()
+    check_tools(engine, tools, body.messages)
     messages = chat_messages(body.messages)
     context = await chat_context(services, body, messages[-1].content, principal_of(request).salt)
-    prompt = await chat_prompt(engine, messages, context.documents, max_tokens)
+    prompt = await chat_prompt(engine, messages, context.documents, max_tokens, tools)
     blend = body.blend or (BlendRequest() if context.documents else None)
     spec = OpenAIGeneration(
         head=ResponseHeader.new("chat", request_id_of(request), model),
@@ -64,5 +66,6 @@ async def chat_completions(
         include_usage=body.include_usage(),
         n=body.n,
         token_texts=TokenTexts(engine_tokenizer(engine)) if body.logprobs else None,
+        tools=tools is not None,
     )
     return await respond(request, services, gateway, engine, spec, at)
