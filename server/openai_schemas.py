@@ -100,6 +100,11 @@ class _Sampling(BaseModel):
     user: StrictStr | None = None
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    # vLLM's extra sampling fields, which its clients (`vllm bench serve`) send at their neutral values
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    top_k: int = Field(-1, ge=-1)
+    min_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = False
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -111,8 +116,10 @@ class _Sampling(BaseModel):
 
     def unsupported(self) -> str | None:
         """The first field set to a value ragblend cannot honour, with why."""
-        if self.presence_penalty or self.frequency_penalty:
-            return "presence_penalty / frequency_penalty: penalties are not supported"
+        if self.presence_penalty or self.frequency_penalty or self.repetition_penalty != 1.0:
+            return "presence_penalty / frequency_penalty / repetition_penalty: penalties are not supported"
+        if self.top_k not in (-1, 0) or self.min_tokens or self.ignore_eos:
+            return "top_k / min_tokens / ignore_eos: only their neutral values (-1, 0, false) are supported"
         if self.stream_options is not None and not self.stream:
             return "stream_options: only allowed with stream: true"
         return None

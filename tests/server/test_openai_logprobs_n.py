@@ -39,7 +39,13 @@ def test_chat_logprobs_whole_and_streamed_agree(client: TestClient) -> None:
 def test_completion_logprobs_have_offsets(client: TestClient) -> None:
     r = client.post(
         "/v1/completions",
-        json={"prompt": "One, two, three,", "max_tokens": 5, "temperature": 0, "logprobs": 1},
+        json={
+            "prompt": "One, two, three,",
+            "max_tokens": 5,
+            "temperature": 0,
+            "logprobs": 1,
+            "repetition_penalty": 1.0,
+        },
     )
     assert r.status_code == 200, r.text
     choice = r.json()["choices"][0]
@@ -149,6 +155,8 @@ def test_n_choices_whole_and_streamed(client: TestClient) -> None:
         ("/v1/completions", {"prompt": "a", "logprobs": 30}, "logprobs"),
         ("/v1/completions", {"prompt": "a", "documents": [" "]}, "documents.0"),
         ("/v1/completions", {"prompt": "a", "blend": {"mode": "nope"}}, "blend"),
+        ("/v1/completions", {"prompt": "a", "repetition_penalty": 1.2}, "penalties"),
+        ("/v1/completions", {"prompt": "a", "ignore_eos": True}, "ignore_eos"),
     ],
 )
 def test_bad_options_are_clear_400s(client: TestClient, path: str, body: dict[str, Any], needle: str) -> None:
