@@ -73,7 +73,7 @@ class DecodeState:
         releases, if any. May set `reason`. EOS ends the sequence and is not reported."""
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
-        if token in self.eos_ids:
+        if token in self.eos_ids and not self.params.ignore_eos:
             self.reason = "stop"
             return None
         self.produced += 1

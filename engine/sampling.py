@@ -23,6 +23,7 @@ class SamplingParams:
     # log-probabilities of each produced token with this many alternatives (0: the token's own only);
     # None: not computed
     logprobs: int | None = None
+    ignore_eos: bool = False  # decode on past end-of-sequence tokens up to max_tokens (benchmarks)
 
     def __post_init__(self) -> None:
         if self.max_tokens <= 0:

@@ -102,9 +102,8 @@ class _Sampling(BaseModel):
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     # vLLM's extra sampling fields, which its clients (`vllm bench serve`) send at their neutral values
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
-    top_k: int = Field(-1, ge=-1)
     min_tokens: int = Field(0, ge=0)
-    ignore_eos: bool = False
+    ignore_eos: bool = Field(False, description="decode past end-of-sequence tokens up to max_tokens")
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -118,8 +117,8 @@ class _Sampling(BaseModel):
         """The first field set to a value ragblend cannot honour, with why."""
         if self.presence_penalty or self.frequency_penalty or self.repetition_penalty != 1.0:
             return "presence_penalty / frequency_penalty / repetition_penalty: penalties are not supported"
-        if self.top_k not in (-1, 0) or self.min_tokens or self.ignore_eos:
-            return "top_k / min_tokens / ignore_eos: only their neutral values (-1, 0, false) are supported"
+        if self.min_tokens:
+            return "min_tokens: only 0 is supported"
         if self.stream_options is not None and not self.stream:
             return "stream_options: only allowed with stream: true"
         return None
@@ -180,6 +179,7 @@ class CompletionRequest(_Sampling):
     suffix: StrictStr | None = None
     documents: list[StrictStr] | None = None
     blend: BlendRequest | None = None
+    top_k: int = Field(-1, ge=-1, description="vLLM's top-k sampling: only -1 or 0 (off)")
 
     @property
     def scoring(self) -> bool:
@@ -199,6 +199,8 @@ class CompletionRequest(_Sampling):
             return "max_tokens: 0 only with echo: true (scoring the prompt)"
         if self.scoring and self.n != 1:
             return "n: scoring the prompt (echo, max_tokens 0) gives one choice"
+        if self.top_k not in (-1, 0):
+            return "top_k: top-k sampling is not supported (only -1 or 0)"
         if self.suffix:
             return "suffix: not supported"
         return super().unsupported()

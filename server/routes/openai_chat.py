@@ -58,6 +58,7 @@ async def chat_completions(
             top_p=body.top_p,
             seed=body.seed,
             stop=tuple(body.stop_list()),
+            ignore_eos=body.ignore_eos,
             logprobs=body.logprob_count(),
         ),
         blend=blend.options() if blend is not None else None,

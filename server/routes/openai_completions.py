@@ -67,6 +67,7 @@ async def completions(
             top_p=body.top_p,
             seed=body.seed,
             stop=tuple(body.stop_list()),
+            ignore_eos=body.ignore_eos,
             logprobs=body.logprobs,
         ),
         blend=blend,

@@ -73,7 +73,9 @@ def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
     assert not failures, "\n".join(failures[:10])
     assert sum(calls.values()) >= 10 * len(operations), calls
     assert any(k.startswith("POST /generate") for k in calls), calls
-    assert all(calls.get(r, 0) >= 10 for r in ("POST /tokenize", "POST /detokenize", "POST /v1/embeddings")), calls
+    assert all(
+        calls.get(r, 0) >= 10 for r in ("POST /tokenize", "POST /detokenize", "POST /v1/embeddings")
+    ), calls
 
 
 def _fuzz(

@@ -156,10 +156,19 @@ def test_n_choices_whole_and_streamed(client: TestClient) -> None:
         ("/v1/completions", {"prompt": "a", "documents": [" "]}, "documents.0"),
         ("/v1/completions", {"prompt": "a", "blend": {"mode": "nope"}}, "blend"),
         ("/v1/completions", {"prompt": "a", "repetition_penalty": 1.2}, "penalties"),
-        ("/v1/completions", {"prompt": "a", "ignore_eos": True}, "ignore_eos"),
+        ("/v1/completions", {"prompt": "a", "min_tokens": 3}, "min_tokens"),
     ],
 )
 def test_bad_options_are_clear_400s(client: TestClient, path: str, body: dict[str, Any], needle: str) -> None:
     r = client.post(path, json=body)
     assert r.status_code == 400, r.text
     assert needle in r.json()["error"]["message"], r.text
+
+
+def test_ignore_eos_decodes_up_to_max_tokens(client: TestClient) -> None:
+    body = {"prompt": "Hi<|im_end|>", "max_tokens": 12, "temperature": 0, "ignore_eos": True}
+    r = client.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert (
+        r.json()["usage"]["completion_tokens"] == 12 and r.json()["choices"][0]["finish_reason"] == "length"
+    )
