@@ -22,7 +22,9 @@ import torch
 from engine.blend.blender import Blender, blend_usage
 from engine.blend.options import BlendOptions
 from engine.cold_pieces import prefill_once, store_after_answer
+from engine.kv_cache import KVCache
 from engine.logprobs import TokenLogprob, token_logprobs
+from engine.model import LlamaModel
 from engine.prompt import Prompt
 
 
@@ -35,11 +37,24 @@ class ScoredPrompt:
     extra_timings: dict[str, float] = field(default_factory=dict)
 
 
-def _scored(logits: torch.Tensor, ids: list[int], top: int) -> list[TokenLogprob | None]:
-    """Tokens ids[1:] scored by logits[:-1]; ids[0] gets None."""
-    if len(ids) < 2:
-        return [None] * len(ids)
-    return [None, *token_logprobs(logits[:-1], ids[1:], top)]
+SCORE_CHUNK = 256  # positions whose logits exist at once ([chunk, vocab] float32, not [prompt, vocab])
+
+
+def _run_scored(model: LlamaModel, kv: KVCache, ids: list[int], top: int) -> list[TokenLogprob | None]:
+    """Run `ids` on from `kv` in chunks, each with every position's logits; ids[i] is scored by the
+    logits at i - 1 and ids[0] gets None. The result is that of one forward over all of them."""
+    out: list[TokenLogprob | None] = [None]
+    last: torch.Tensor | None = None
+    for start in range(0, len(ids), SCORE_CHUNK):
+        part = ids[start : start + SCORE_CHUNK]
+        logits = model.forward(torch.tensor(part), kv, all_logits=True)
+        rows, targets = (
+            (logits[:-1], part[1:]) if last is None else (torch.cat([last[None], logits[:-1]]), part)
+        )
+        if targets:
+            out += token_logprobs(rows, targets, top)
+        last = logits[-1]
+    return out
 
 
 @torch.inference_mode()
@@ -48,16 +63,15 @@ def score_prompt(
 ) -> ScoredPrompt:
     model, ids, started = blender.model, prompt.ids, time.perf_counter()
     if blend is None or not blend.reuses:
-        logits = model.forward(torch.tensor(ids), model.new_cache(len(ids)), all_logits=True)
         usage = {"cached_tokens": 0, "recomputed_tokens": 0}
-        return ScoredPrompt(_scored(logits, ids, top), usage, {"prefill_ms": _ms(started)})
+        full = _run_scored(model, model.new_cache(len(ids)), ids, top)
+        return ScoredPrompt(full, usage, {"prefill_ms": _ms(started)})
     result, entries = prefill_once(blender, prompt, blend, len(ids), salt)
     query = list(prompt.pieces[-1].ids)
     context = len(ids) - len(query)
     result.kv.length = context  # the query rows are rewritten, with every position's logits
-    logits = model.forward(torch.tensor(query), result.kv, all_logits=True)
     scores: list[TokenLogprob | None] = [None] * context
-    scores += _scored(logits, query, top)
+    scores += _run_scored(model, result.kv, query, top)
     timings = {"kv_fetch_ms": result.kv_fetch_ms, "prefill_ms": result.prefill_ms, "score_ms": _ms(started)}
     usage = blend_usage(result)
     store_after_answer(blender, prompt, result, blend, salt, entries)

@@ -101,3 +101,15 @@ def test_blended_scoring_scores_the_query_under_the_blend(engine: TorchEngine) -
 def test_sampling_params_bound_logprobs() -> None:
     with pytest.raises(ValueError, match="logprobs"):
         SamplingParams(logprobs=21)
+
+
+def test_chunked_scoring_equals_one_forward(engine: TorchEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.scoring as scoring
+
+    prompt = engine.build_prompt("Name three rivers in Europe and the seas they flow into.", None, None)
+    whole = scoring.score_prompt(engine.blender, prompt, None, "", 2)
+    monkeypatch.setattr(scoring, "SCORE_CHUNK", 7)
+    chunked = scoring.score_prompt(engine.blender, prompt, None, "", 2)
+    assert len(whole.logprobs) == len(chunked.logprobs) == len(prompt)
+    for a, b in zip(whole.logprobs[1:], chunked.logprobs[1:], strict=True):
+        assert a is not None and b is not None and a.token == b.token and abs(a.logprob - b.logprob) < 1e-3
