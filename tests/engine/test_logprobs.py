@@ -113,3 +113,12 @@ def test_chunked_scoring_equals_one_forward(engine: TorchEngine, monkeypatch: py
     assert len(whole.logprobs) == len(chunked.logprobs) == len(prompt)
     for a, b in zip(whole.logprobs[1:], chunked.logprobs[1:], strict=True):
         assert a is not None and b is not None and a.token == b.token and abs(a.logprob - b.logprob) < 1e-3
+
+
+def test_a_vanishing_top_p_keeps_the_most_likely_token(engine: TorchEngine) -> None:
+    params = SamplingParams(max_tokens=3, temperature=1.0, top_p=5e-324, seed=1)
+    events = list(engine.generate(engine.build_prompt("", None, None), params))
+    greedy = list(engine.generate(engine.build_prompt("", None, None), SamplingParams(max_tokens=3)))
+    final, reference = events[-1], greedy[-1]
+    assert isinstance(final, FinishEvent) and isinstance(reference, FinishEvent)
+    assert final.text == reference.text
