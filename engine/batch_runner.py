@@ -152,8 +152,14 @@ class BatchRunner:
         seq.state.extra_usage, seq.state.extra_timings = pre.usage, pre.timings
         seq.blend_result, seq.entries = pre.blend, pre.entries
         self.tokens_in += n
-        token = seq.state.sample(pre.logits)
-        self._accept(seq, token, seq.state.logprob_of(pre.logits, token))
+        try:
+            token = seq.state.sample(pre.logits)
+            self._accept(seq, token, seq.state.logprob_of(pre.logits, token))
+        except Exception as exc:  # out of the batch already: fail it alone, never leave it waiting
+            log.exception("first token of request %s failed", seq.id)
+            seq.sink.put(exc)
+            seq.sink.end()
+            return
         if seq.state.done:
             self.finish(seq, finished)
             return
