@@ -13,6 +13,9 @@ shared, and CPU time is far less disturbed by other processes. Compare ratios wi
 Rerun:  .venv/bin/python -m bench.retrieval          (full, ~30 min on 2 cores)
         .venv/bin/python -m bench.retrieval --quick  (first 10 paragraphs of one article)
 Writes: bench/results/retrieval.{json,md,png}
+
+With --modes it compares the retrieval modes instead (dense, keyword, hybrid on SQuAD and MuSiQue,
+see bench/retrieval_modes.py), writing bench/results/retrieval_modes.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -259,8 +262,15 @@ def main() -> None:
     # float32: on CPUs without AMX it beats bf16 here, and bf16 pays extra for each new input length
     parser.add_argument("--dtype", default="float32", choices=("auto", "bfloat16", "float32"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--modes", action="store_true", help="compare dense, keyword and hybrid retrieval")
+    parser.add_argument("--musique-questions", type=int, default=75, help="with --modes: questions pooled")
     datasets.add_data_option(parser)
     args = parser.parse_args()
+    if args.modes:
+        from bench.retrieval_modes import run
+
+        run(args)
+        return
     datasets.use_data(args.data, datasets.SQUAD)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     engine = TorchEngine(EngineConfig(Settings().model_dir(), dtype=args.dtype, num_threads=args.threads))

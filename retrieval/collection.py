@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,8 @@ from retrieval.config import CollectionConfig
 from retrieval.errors import CollectionClosed, DocumentExists, DocumentNotFound, InvalidDocument
 from retrieval.index import VectorIndex
 from retrieval.ingest import PreparedDocument
+from retrieval.keywords import query_terms
+from retrieval.metadata import MetadataFilter
 from retrieval.records import DocumentInfo, StoredChunk
 from retrieval.store import ChunkStore
 
@@ -110,21 +114,35 @@ class Collection(StoredCollection):
         if self.closed:
             raise CollectionClosed(self.name)
 
-    def add(self, doc_id: str, name: str, doc: PreparedDocument) -> list[StoredChunk]:
+    def add(
+        self,
+        doc_id: str,
+        name: str,
+        doc: PreparedDocument,
+        metadata: dict[str, Any] | None = None,
+        replace_named: bool = False,
+    ) -> list[StoredChunk]:
         with self.lock:
             self._check_open()
             versions = {c.embedding_version for c in doc.chunks}
             if any(not v.startswith(f"{self.embedder}/{self.dim}/") for v in versions):
                 raise InvalidDocument(f"collection {self.name!r} was embedded with {self.embedder}", 409)
             try:
-                ids = self.store.add_document(doc_id, name, doc.text, doc.n_tokens, doc.chunker, doc.chunks)
+                ids, removed = self.store.add_document(
+                    doc_id, name, doc.text, doc.n_tokens, doc.chunker, doc.chunks, metadata, replace_named
+                )
             except sqlite3.IntegrityError:
                 if self.store.document(doc_id) is not None:
                     raise DocumentExists(self.name, doc_id) from None
                 raise
             try:
-                vectors = np.array([c.index_vector for c in doc.chunks], dtype=np.float32)
-                self.index.add(np.array(ids, dtype=np.int64), vectors.reshape(len(ids), self.dim))
+                if removed and not self.index.supports_remove:
+                    self.index = self._rebuild()
+                else:
+                    if removed:
+                        self.index.remove(np.array(removed, dtype=np.int64))
+                    vectors = np.array([c.index_vector for c in doc.chunks], dtype=np.float32)
+                    self.index.add(np.array(ids, dtype=np.int64), vectors.reshape(len(ids), self.dim))
             except Exception:
                 log.exception("index update failed; rebuilding %s from the store", self.name)
                 self.index = self._rebuild()
@@ -151,18 +169,40 @@ class Collection(StoredCollection):
                 self.store.close()
 
     # --- reads ----------------------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:
-        """(chunk, document name, score) of the best `k` chunks, best first."""
+    def search(
+        self, query: np.ndarray, k: int, filter: MetadataFilter | None = None
+    ) -> list[tuple[StoredChunk, str, float]]:
+        """(chunk, document name, score) of the best `k` chunks, best first; with `filter`, only
+        chunks of matching documents are considered (a FAISS id selector inside the search)."""
         with self.lock:
             self._check_open()
-            scores, ids = self.index.search(query, k)
-            chunks = self.store.chunks(ids.tolist())
-            names = self.store.document_names(c.doc_id for c in chunks.values())
-            return [
-                (chunks[int(i)], names.get(chunks[int(i)].doc_id, ""), float(s))
-                for s, i in zip(scores, ids, strict=True)
-                if int(i) in chunks
-            ]
+            allowed = None if filter is None else self.store.matching_chunk_ids(filter)
+            if allowed is not None and len(allowed) == 0:
+                return []
+            scores, ids = self.index.search(query, k, allowed)
+            return self._hits([(int(i), float(s)) for s, i in zip(scores, ids, strict=True)])
+
+    def keyword_search(
+        self, query: str, k: int, filter: MetadataFilter | None = None
+    ) -> list[tuple[StoredChunk, str, float]]:
+        with self.lock:
+            self._check_open()
+            return self._hits(self.store.keyword_search(query_terms(query), k, filter))
+
+    def _hits(self, scored: list[tuple[int, float]]) -> list[tuple[StoredChunk, str, float]]:
+        chunks = self.store.chunks([i for i, _ in scored])
+        names = self.store.document_names(c.doc_id for c in chunks.values())
+        return [(chunks[i], names.get(chunks[i].doc_id, ""), s) for i, s in scored if i in chunks]
+
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            self._check_open()
+            return self.store.document_metadata(doc_ids)
+
+    def named(self, name: str) -> list[DocumentInfo]:
+        with self.lock:
+            self._check_open()
+            return self.store.named(name)
 
     def chunk_count(self, doc_id: str) -> int | None:
         with self.lock:

@@ -19,13 +19,16 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from retrieval.config import CollectionConfig
 from retrieval.ingest import PreparedDocument
 from retrieval.jobs import JobView
+from retrieval.metadata import MetadataFilter
 from retrieval.records import DocumentInfo, StoredChunk
 
 # a job whose worker died this many times is failed rather than handed out again
@@ -60,9 +63,19 @@ class StoredCollection(ABC):
     def closed(self) -> bool: ...
 
     @abstractmethod
-    def add(self, doc_id: str, name: str, doc: PreparedDocument) -> list[StoredChunk]:
-        """Commit a document and its chunks atomically; its stored chunks in order. A document id
-        that is already there is refused (DocumentExists): a job resumed elsewhere never doubles it."""
+    def add(
+        self,
+        doc_id: str,
+        name: str,
+        doc: PreparedDocument,
+        metadata: dict[str, Any] | None = None,
+        replace_named: bool = False,
+    ) -> list[StoredChunk]:
+        """Commit a document, its metadata and its chunks atomically; its stored chunks in order.
+        With `replace_named`, the other documents called `name` go in the same transaction (a
+        reader sees the old version or the new, never both or neither). A document id that is
+        already there is refused (DocumentExists): a job resumed elsewhere never doubles it. The
+        store records the text's content_hash (records.content_hash)."""
 
     @abstractmethod
     def delete_document(self, doc_id: str) -> int:
@@ -73,8 +86,27 @@ class StoredCollection(ABC):
         """How many chunks document `doc_id` has, None when it is not stored."""
 
     @abstractmethod
-    def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:
-        """(chunk, document name, inner-product score) of the best `k` chunks, best first."""
+    def search(
+        self, query: np.ndarray, k: int, filter: MetadataFilter | None = None
+    ) -> list[tuple[StoredChunk, str, float]]:
+        """(chunk, document name, inner-product score) of the best `k` chunks, best first. A filter
+        is applied inside the search (never by fetching more and dropping): the best `k` among the
+        chunks of matching documents."""
+
+    @abstractmethod
+    def keyword_search(
+        self, query: str, k: int, filter: MetadataFilter | None = None
+    ) -> list[tuple[StoredChunk, str, float]]:
+        """(chunk, document name, keyword score, higher is better) of the best `k` chunks matching
+        any term of `query` (keywords.query_terms), best first; `filter` as for `search`."""
+
+    @abstractmethod
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The metadata of each stored document among `doc_ids`."""
+
+    @abstractmethod
+    def named(self, name: str) -> list[DocumentInfo]:
+        """The documents called `name` (with their content hashes), oldest first."""
 
     @abstractmethod
     def info(self) -> CollectionInfo: ...

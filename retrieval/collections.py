@@ -18,11 +18,13 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from retrieval.collection_store import CollectionInfo, CollectionStore, StoredCollection
-from retrieval.config import CollectionConfig, check_collection_name
+from retrieval.config import CollectionConfig, RetrievalMode, check_collection_name
 from retrieval.documents import check_text
 from retrieval.embedder import Embedder
 from retrieval.errors import (
@@ -33,10 +35,12 @@ from retrieval.errors import (
     ModelUnavailable,
     RetrievalError,
 )
-from retrieval.ingest_job import IngestRunner
+from retrieval.ingest_job import IngestRunner, unchanged_document
 from retrieval.job_worker import JobWorker
-from retrieval.jobs import DocumentTask, Job, JobView
+from retrieval.jobs import DONE_STATES, DocumentTask, Job, JobView
+from retrieval.keywords import reciprocal_rank_fusion
 from retrieval.lm import LanguageModel
+from retrieval.metadata import MetadataFilter, check_metadata
 from retrieval.records import DocumentInfo, RetrievedChunk, StoredChunk
 from retrieval.sqlite_store import SqliteCollectionStore
 
@@ -136,21 +140,37 @@ class CollectionManager:
         """Remove a document and its chunks from store and index; returns how many chunks went."""
         return self.collection(name).delete_document(doc_id)
 
-    def submit_documents(self, name: str, documents: Sequence[tuple[str, str]]) -> JobView:
-        """Queue (name, text) documents for ingestion; returns the job (ids assigned now)."""
+    def submit_documents(
+        self,
+        name: str,
+        documents: Sequence[tuple[str, str]],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> JobView:
+        """Queue (name, text) documents, each with its `metadata`, for ingestion; returns the job
+        (ids assigned now). A named document replaces the collection's document of that name once
+        ingested; one whose text and metadata are those already stored is "unchanged" (nothing to do)."""
         col = self.collection(name)
         if not documents:
             raise InvalidRequest("no documents given")
         if len(documents) > self.max_documents_per_job:
             limit = self.max_documents_per_job
             raise InvalidRequest(f"{len(documents)} documents, at most {limit} per request")
+        if metadata is not None and len(metadata) != len(documents):
+            raise InvalidRequest(f"{len(metadata)} metadata objects for {len(documents)} documents")
         tasks, texts = [], {}
         for i, (doc_name, text) in enumerate(documents):
             label = doc_name or f"document {i}"
             check_text(label, text, self.max_document_chars)
-            task = DocumentTask(doc_id=uuid.uuid4().hex, name=doc_name or f"doc-{i}")
+            meta = check_metadata(metadata[i] if metadata else None, f"documents.{i}.metadata")
+            task = DocumentTask(
+                doc_id=uuid.uuid4().hex, name=doc_name or f"doc-{i}", metadata=meta, by_name=bool(doc_name)
+            )
+            same = unchanged_document(col, task, text) if task.by_name else None
+            if same is not None:
+                task = replace(task, doc_id=same.doc_id, state="unchanged", chunks=same.n_chunks)
+            else:
+                texts[task.doc_id] = text
             tasks.append(task)
-            texts[task.doc_id] = text
         view = Job(collection=col.name, documents=tasks, texts=texts).view()
         self.store.add_job(view, texts)  # stored, texts and all, before the caller hears of it
         self._worker.notify()
@@ -169,30 +189,74 @@ class CollectionManager:
         except CollectionNotFound:
             raise CollectionClosed(job.collection) from None
         for i, task in enumerate(job.documents):
-            if task.state != "ingested":
+            if task.state not in DONE_STATES:
                 stored = job.target.chunk_count(task.doc_id)
                 if stored is not None:
                     job.set_document(i, state="ingested", chunks=stored, error=None)
         self._ingest.run(job)
 
     # --- retrieval ------------------------------------------------------------------------------
-    def retrieve(self, collection: str, query: str, top_k: int) -> list[RetrievedChunk]:
-        """The `top_k` chunks of `collection` best matching `query`, best first (blocking)."""
+    def retrieve(
+        self,
+        collection: str,
+        query: str,
+        top_k: int,
+        filter: MetadataFilter | None = None,
+        mode: RetrievalMode | None = None,
+    ) -> list[RetrievedChunk]:
+        """The `top_k` chunks of `collection` best matching `query`, best first (blocking), among the
+        documents passing `filter`, by `mode` (default: the collection's)."""
         col = self.collection(collection)
         if not query.strip():
             raise InvalidRequest("query must not be empty")
         if top_k < 1:
             raise InvalidRequest("top_k must be at least 1")
-        embedder = self.embedder("query")
-        if (embedder.name, embedder.dim) != (col.embedder, col.dim):
-            raise RetrievalError(
-                f"collection {collection!r} was embedded with {col.embedder} ({col.dim} dims); "
-                f"this server embeds with {embedder.name} ({embedder.dim} dims)"
-            )
-        hits = col.search(embedder.embed_query(query), top_k)
+        mode = mode or col.config.retrieval
+        if mode == "keyword":
+            hits = col.keyword_search(query, top_k, filter)
+        else:
+            embedder = self.embedder("query")
+            if (embedder.name, embedder.dim) != (col.embedder, col.dim):
+                raise RetrievalError(
+                    f"collection {collection!r} was embedded with {col.embedder} ({col.dim} dims); "
+                    f"this server embeds with {embedder.name} ({embedder.dim} dims)"
+                )
+            vector = embedder.embed_query(query)
+            if mode == "dense":
+                hits = col.search(vector, top_k, filter)
+            else:
+                depth = max(top_k, FUSION_DEPTH)
+                dense = col.search(vector, depth, filter)
+                hits = fuse(dense, col.keyword_search(query, depth, filter), top_k)
+        metadata = col.metadata(c.doc_id for c, _, _ in hits)
         return [
             RetrievedChunk(
-                collection, c.chunk_id, c.doc_id, doc_name, c.seq, c.start, c.end, c.text, score, c.token_ids
+                collection,
+                c.chunk_id,
+                c.doc_id,
+                doc_name,
+                c.seq,
+                c.start,
+                c.end,
+                c.text,
+                score,
+                c.token_ids,
+                metadata.get(c.doc_id, {}),
             )
             for c, doc_name, score in hits
         ]
+
+
+# hybrid retrieval fuses this many candidates (at least) from each of the dense and keyword lists
+FUSION_DEPTH = 20
+
+Hit = tuple[StoredChunk, str, float]
+
+
+def fuse(dense: list[Hit], keyword: list[Hit], top_k: int) -> list[Hit]:
+    """The best `top_k` of both lists by reciprocal rank fusion; each hit scored by its fused score."""
+    by_id = {c.chunk_id: (c, name) for c, name, _ in [*dense, *keyword]}
+    fused = reciprocal_rank_fusion(
+        [[c.chunk_id for c, _, _ in dense], [c.chunk_id for c, _, _ in keyword]], top_k
+    )
+    return [(by_id[i][0], by_id[i][1], score) for i, score in fused]

@@ -18,6 +18,10 @@ STORED_COLLECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}(\.[0-9a-f]{16})?
 ChunkerKind = Literal["fixed", "sentences", "ppl", "margin"]
 ContextMode = Literal["mean", "text"]
 IndexKind = Literal["flat", "hnsw"]
+# dense: embeddings (FAISS / pgvector); keyword: BM25-style full text; hybrid: both, fused by
+# reciprocal rank (retrieval/keywords.py). The default is the benchmark's winner (docs/benchmarks.md).
+RetrievalMode = Literal["dense", "keyword", "hybrid"]
+DEFAULT_RETRIEVAL: RetrievalMode = "hybrid"
 
 
 class ChunkerConfig(BaseModel):
@@ -103,6 +107,7 @@ class CollectionConfig(BaseModel):
     chunker: ChunkerConfig = Field(default_factory=ChunkerConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    retrieval: RetrievalMode = DEFAULT_RETRIEVAL
 
 
 def check_collection_name(name: str, stored: bool = False) -> str:

@@ -6,6 +6,7 @@ from the vectors stored there. Files are written atomically (temporary file, fsy
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -57,12 +58,29 @@ class VectorIndex:
         index: Any = self._index  # the Python wrapper accepts an id array
         return int(index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and chunk ids of the `k` best matches, best first (fewer if the index is smaller)."""
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and chunk ids of the `k` best matches, best first (fewer if the index is smaller);
+        with `allowed`, only among those ids (an id selector applied inside the search)."""
         k = min(k, len(self))
         if k <= 0:
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores, ids = self._index.search(np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1), k)
+        params: Any = None
+        if allowed is not None:
+            lib: Any = faiss  # the stubs lack the search-parameter classes
+            selector = lib.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+            if self.cfg.kind == "hnsw":
+                # a selective filter leaves few allowed nodes on the graph's paths: widen the beam
+                # in proportion, so the search still finds k of them
+                widen = math.ceil(k * len(self) / max(1, len(allowed)))
+                ef = min(max(self.cfg.hnsw_ef_search, k, widen), max(len(self), k))
+                params = lib.SearchParametersHNSW(sel=selector, efSearch=ef)
+            else:
+                params = lib.SearchParameters(sel=selector)
+            k = min(k, len(allowed))
+        query = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        scores, ids = self._index.search(query, k, params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 

@@ -12,11 +12,24 @@ from retrieval.embedder import Embedder
 from retrieval.errors import CollectionClosed, ModelUnavailable
 from retrieval.ingest import prepare_document
 from retrieval.job_worker import JobAbandoned
-from retrieval.jobs import Job
+from retrieval.jobs import DONE_STATES, DocumentTask, Job
 from retrieval.lm import ChunkingLM, LanguageModel, LMHandle, has_forward
+from retrieval.records import DocumentInfo, content_hash
 
 if TYPE_CHECKING:
     from retrieval.collections import CollectionManager
+
+
+def unchanged_document(col: StoredCollection, task: DocumentTask, text: str) -> DocumentInfo | None:
+    """The stored document `task` would replace, when it is the only one of that name and has the
+    same text (by content hash) and metadata: re-sending it changes nothing."""
+    existing = col.named(task.name)
+    if len(existing) != 1:
+        return None
+    doc = existing[0]
+    same = doc.content_hash == content_hash(text) and doc.metadata == task.metadata
+    return doc if same and doc.doc_id != task.doc_id else None
+
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +63,13 @@ class IngestRunner:
         col: StoredCollection = job.target
         if col.closed:
             raise CollectionClosed(job.collection)
+        if all(d.state in DONE_STATES for d in job.documents):
+            return  # every document was unchanged (or committed by an earlier run): no model needed
         lm = self._wait_for_lm(job)
         embedder = self.manager.embedder("ingest")
         try:
             for i in range(len(job.documents)):
-                if job.documents[i].state != "ingested":  # a resumed job keeps what was committed
+                if job.documents[i].state not in DONE_STATES:  # a resumed job keeps what was committed
                     self._one(job, i, col, lm, embedder)
         finally:
             if not col.closed:
@@ -65,10 +80,15 @@ class IngestRunner:
         text = job.texts.pop(task.doc_id)
         job.set_document(i, state="running")
         try:
+            # checked again here, at commit time: a job queued meanwhile may have stored the same text
+            same = unchanged_document(col, task, text) if task.by_name else None
+            if same is not None:
+                job.set_document(i, doc_id=same.doc_id, state="unchanged", chunks=same.n_chunks)
+                return
             report = lambda stage, fraction: job.report(i, stage, fraction)  # noqa: E731
             prepared = prepare_document(text, col.config, lm, embedder, report)
             job.report(i, "indexing", 0.0)
-            chunks = col.add(task.doc_id, task.name, prepared)
+            chunks = col.add(task.doc_id, task.name, prepared, task.metadata, replace_named=task.by_name)
         except JobAbandoned:
             raise
         except CollectionClosed:

@@ -21,7 +21,9 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 JobState = Literal["queued", "running", "succeeded", "failed"]
-DocState = Literal["pending", "running", "ingested", "failed"]
+DocState = Literal["pending", "running", "ingested", "unchanged", "failed"]
+# a document in one of these states is settled: a resumed job leaves it alone
+DONE_STATES = ("ingested", "unchanged")
 # share of one document's work each stage ends at, for a smooth progress figure
 STAGE_END = {"waiting": 0.0, "chunking": 0.6, "embedding": 0.8, "indexing": 0.85, "kv_cache": 1.0}
 
@@ -33,6 +35,10 @@ class DocumentTask:
     state: DocState = "pending"
     chunks: int = 0
     error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # re-ingest by name: a named document replaces the collection's document of that name (or, when
+    # its text and metadata are the same, leaves it as it is: "unchanged")
+    by_name: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ class Job:
                 if doc.state in ("pending", "running"):
                     reason = f"not ingested: {self.error or 'the job stopped'}"
                     self.documents[i] = replace(doc, state="failed", error=reason)
-            failed = [d for d in self.documents if d.state != "ingested"]
+            failed = [d for d in self.documents if d.state not in DONE_STATES]
             if failed and self.error is None:
                 self.error = f"{len(failed)} of {len(self.documents)} documents failed: {failed[0].error}"
             self.state = "failed" if self.error else "succeeded"

@@ -8,19 +8,24 @@ stored (a job resumed on another replica) as DocumentExists.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from retrieval.collection_store import CollectionInfo, StoredCollection
 from retrieval.config import CollectionConfig
 from retrieval.errors import CollectionClosed, DocumentExists, DocumentNotFound
+from retrieval.filter_sql import postgres_where
 from retrieval.ingest import PreparedDocument
+from retrieval.keywords import query_terms
+from retrieval.metadata import MetadataFilter
 from retrieval.pg_schema import vector_expr
-from retrieval.records import DocumentInfo, StoredChunk
+from retrieval.records import DocumentInfo, StoredChunk, content_hash
 
 _CHUNK_COLUMNS = (
     "c.id, c.doc_id, c.seq, c.start_char, c.end_char, c.text, c.token_ids, c.n_tokens, c.chunker, "
@@ -35,7 +40,16 @@ def _chunk(row: tuple[Any, ...]) -> StoredChunk:
 
 
 def _info(row: tuple[Any, ...]) -> DocumentInfo:
-    return DocumentInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+    return DocumentInfo(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] or {}, row[8])
+
+
+# a document summary: id, name, chars, tokens, chunks, chunker, created, metadata, content hash
+_INFO = (
+    "SELECT d.id, d.name, length(d.text), d.n_tokens, "
+    "(SELECT count(*) FROM ragblend_chunks c WHERE c.collection_id = d.collection_id "
+    "AND c.doc_id = d.id), d.chunker, d.created_at, d.metadata, d.content_hash "
+    "FROM ragblend_documents d WHERE d.collection_id = %s"
+)
 
 
 class PgCollection(StoredCollection):
@@ -56,7 +70,14 @@ class PgCollection(StoredCollection):
             raise CollectionClosed(self.name)
 
     # --- writes ---------------------------------------------------------------------------------
-    def add(self, doc_id: str, name: str, doc: PreparedDocument) -> list[StoredChunk]:
+    def add(
+        self,
+        doc_id: str,
+        name: str,
+        doc: PreparedDocument,
+        metadata: dict[str, Any] | None = None,
+        replace_named: bool = False,
+    ) -> list[StoredChunk]:
         self._check_open()
         chunks = list(doc.chunks)  # a failure while producing them happens before anything is written
         vectors = np.asarray([c.index_vector for c in chunks], dtype=np.float32).reshape(
@@ -65,11 +86,20 @@ class PgCollection(StoredCollection):
         stored: list[StoredChunk] = []
         try:
             with self._pool.connection() as conn, conn.transaction():
+                if replace_named:  # the chunks go with their documents (ON DELETE CASCADE)
+                    conn.execute(
+                        "DELETE FROM ragblend_documents WHERE collection_id = %s AND name = %s",
+                        (self.id, name),
+                    )
                 conn.execute(
-                    "INSERT INTO ragblend_documents VALUES (%s, %s, %s, %s, %s, %s, "
-                    "extract(epoch FROM clock_timestamp()))",
-                    (self.id, doc_id, name, doc.text, doc.n_tokens, doc.chunker),
-                )
+                    "INSERT INTO ragblend_documents (collection_id, id, name, text, n_tokens, chunker, "
+                    "created_at, metadata, content_hash) VALUES (%s, %s, %s, %s, %s, %s, "
+                    "extract(epoch FROM clock_timestamp()), %s, %s)",
+                    (
+                        self.id, doc_id, name, doc.text, doc.n_tokens, doc.chunker, Jsonb(metadata or {}),
+                        content_hash(doc.text),
+                    ),
+                )  # fmt: skip
                 ids = [
                     r[0]
                     for r in conn.execute(
@@ -127,23 +157,78 @@ class PgCollection(StoredCollection):
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[StoredChunk, str, float]]:
+    def _doc_filter(self, filter: MetadataFilter | None) -> sql.Composable:
+        if filter is None:
+            return sql.SQL("")
+        return sql.SQL(
+            " AND c.doc_id IN (SELECT d.id FROM ragblend_documents d WHERE d.collection_id = {} AND {})"
+        ).format(self._id, postgres_where(filter))
+
+    def _hits(
+        self, conn: psycopg.Connection[Any], ranked: sql.Composable, params: dict[str, Any]
+    ) -> list[tuple[StoredChunk, str, float]]:
+        """The chunks of `ranked` (a query of id, score, best first) with their documents' names."""
+        query = sql.SQL(
+            "WITH hits AS ({ranked}) SELECT " + _CHUNK_COLUMNS + ", d.name, h.score FROM hits h "
+            "JOIN ragblend_chunks c ON c.id = h.id "
+            "JOIN ragblend_documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id "
+            "ORDER BY h.score DESC, c.id"
+        ).format(ranked=ranked)
+        rows = conn.execute(query, params).fetchall()
+        return [(_chunk(r[:10]), r[10], float(r[11])) for r in rows]
+
+    def search(
+        self, query: np.ndarray, k: int, filter: MetadataFilter | None = None
+    ) -> list[tuple[StoredChunk, str, float]]:
         self._check_open()
         vector = np.ascontiguousarray(query, dtype=np.float32).reshape(-1)
         expr = vector_expr(self.dim)
-        hits = sql.SQL(
-            "WITH hits AS (SELECT id, {expr} <#> %(q)s AS distance FROM ragblend_chunks "
-            "WHERE collection_id = {id} ORDER BY {expr} <#> %(q)s LIMIT %(k)s) "
-            "SELECT " + _CHUNK_COLUMNS + ", d.name, -h.distance FROM hits h "
-            "JOIN ragblend_chunks c ON c.id = h.id "
-            "JOIN ragblend_documents d ON d.collection_id = c.collection_id AND d.id = c.doc_id "
-            "ORDER BY h.distance, c.id"
-        ).format(expr=expr, id=self._id)
+        ranked = sql.SQL(
+            "SELECT c.id, -({expr} <#> %(q)s) AS score FROM ragblend_chunks c "
+            "WHERE c.collection_id = {id}{filter} ORDER BY {expr} <#> %(q)s LIMIT %(k)s"
+        ).format(expr=expr, id=self._id, filter=self._doc_filter(filter))
         ef_search = max(self.config.index.hnsw_ef_search, k)
         with self._pool.connection() as conn, conn.transaction():
             conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(ef_search, 1000))))
-            rows = conn.execute(hits, {"q": vector, "k": k}).fetchall()
-        return [(_chunk(r[:10]), r[10], float(r[11])) for r in rows]
+            if filter is not None:  # keep walking the graph until k matching rows are found
+                conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            return self._hits(conn, ranked, {"q": vector, "k": k})
+
+    def keyword_search(
+        self, query: str, k: int, filter: MetadataFilter | None = None
+    ) -> list[tuple[StoredChunk, str, float]]:
+        self._check_open()
+        terms = query_terms(query)
+        if not terms or k <= 0:
+            return []
+        # ts_rank with normalization 1 (divided by 1 + log of the chunk's length), like BM25's
+        # length normalisation; the terms are word characters only, OR-ed
+        ranked = sql.SQL(
+            "SELECT c.id, ts_rank(c.search_text, q, 1) AS score FROM ragblend_chunks c, "
+            "to_tsquery('english'::regconfig, %(terms)s) q "
+            "WHERE c.collection_id = {id} AND c.search_text @@ q{filter} "
+            "ORDER BY score DESC, c.id LIMIT %(k)s"
+        ).format(id=self._id, filter=self._doc_filter(filter))
+        with self._pool.connection() as conn:
+            return self._hits(conn, ranked, {"terms": " | ".join(terms), "k": k})
+
+    def metadata(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        self._check_open()
+        wanted = sorted(set(doc_ids))
+        if not wanted:
+            return {}
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, metadata FROM ragblend_documents WHERE collection_id = %s AND id = ANY(%s)",
+                (self.id, wanted),
+            ).fetchall()
+        return {r[0]: r[1] or {} for r in rows}
+
+    def named(self, name: str) -> list[DocumentInfo]:
+        self._check_open()
+        with self._pool.connection() as conn:
+            rows = conn.execute(_INFO + " AND d.name = %s ORDER BY d.created_at, d.id", (self.id, name))
+            return [_info(r) for r in rows.fetchall()]
 
     def info(self) -> CollectionInfo:
         self._check_open()
@@ -163,21 +248,15 @@ class PgCollection(StoredCollection):
     def documents(self) -> list[DocumentInfo]:
         self._check_open()
         with self._pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT d.id, d.name, length(d.text), d.n_tokens, "
-                "(SELECT count(*) FROM ragblend_chunks c WHERE c.collection_id = d.collection_id "
-                "AND c.doc_id = d.id), d.chunker, d.created_at "
-                "FROM ragblend_documents d WHERE d.collection_id = %s ORDER BY d.created_at, d.id",
-                (self.id,),
-            ).fetchall()
+            rows = conn.execute(_INFO + " ORDER BY d.created_at, d.id", (self.id,)).fetchall()
         return [_info(r) for r in rows]
 
     def document(self, doc_id: str) -> tuple[DocumentInfo, str, list[StoredChunk]]:
         self._check_open()
         with self._pool.connection() as conn:
             doc = conn.execute(
-                "SELECT d.id, d.name, length(d.text), d.n_tokens, 0, d.chunker, d.created_at, d.text "
-                "FROM ragblend_documents d WHERE d.collection_id = %s AND d.id = %s",
+                "SELECT d.id, d.name, length(d.text), d.n_tokens, 0, d.chunker, d.created_at, d.metadata, "
+                "d.content_hash, d.text FROM ragblend_documents d WHERE d.collection_id = %s AND d.id = %s",
                 (self.id, doc_id),
             ).fetchone()
             if doc is None:
@@ -188,5 +267,5 @@ class PgCollection(StoredCollection):
                 (self.id, doc_id),
             ).fetchall()
         chunks = [_chunk(r) for r in rows]
-        info = _info(doc[:7])
-        return DocumentInfo(**{**vars(info), "n_chunks": len(chunks)}), doc[7], chunks
+        info = _info(doc[:9])
+        return DocumentInfo(**{**vars(info), "n_chunks": len(chunks)}), doc[9], chunks

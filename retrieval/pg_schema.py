@@ -4,6 +4,10 @@ Every table is prefixed `ragblend_`, so the store can live in a database that ho
 Vectors are stored without a fixed dimension; each collection gets its own HNSW index (inner product)
 over its rows only (a partial index cast to the collection's dimension), so a search never wades
 through other tenants' vectors and a collection's graph is as exact as if it were alone.
+
+Documents carry a JSONB `metadata` object (GIN-indexed for containment, which filters use) and the
+sha256 `content_hash` of their text; chunks a generated `search_text` tsvector (English stemming)
+for keyword search. Columns added after the first release are added to older databases here.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ CREATE TABLE IF NOT EXISTS ragblend_chunks (
     embedding_version TEXT NOT NULL, chunk_vector BYTEA NOT NULL, embedding VECTOR NOT NULL,
     FOREIGN KEY (collection_id, doc_id) REFERENCES ragblend_documents(collection_id, id) ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS ragblend_chunks_by_doc ON ragblend_chunks(collection_id, doc_id, seq);
+ALTER TABLE ragblend_documents ADD COLUMN IF NOT EXISTS metadata JSONB NOT NULL DEFAULT '{}'::jsonb;
+ALTER TABLE ragblend_documents ADD COLUMN IF NOT EXISTS content_hash TEXT;
+CREATE INDEX IF NOT EXISTS ragblend_documents_by_name ON ragblend_documents(collection_id, name);
+CREATE INDEX IF NOT EXISTS ragblend_documents_metadata ON ragblend_documents
+    USING gin (metadata jsonb_path_ops);
+ALTER TABLE ragblend_chunks ADD COLUMN IF NOT EXISTS search_text TSVECTOR
+    GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED;
+CREATE INDEX IF NOT EXISTS ragblend_chunks_search_text ON ragblend_chunks
+    USING gin (search_text);
 CREATE TABLE IF NOT EXISTS ragblend_jobs (
     id TEXT PRIMARY KEY, collection TEXT NOT NULL, state TEXT NOT NULL, stage TEXT NOT NULL,
     progress DOUBLE PRECISION NOT NULL, documents JSONB NOT NULL, error TEXT, warnings JSONB NOT NULL,

@@ -108,7 +108,7 @@ class PostgresCollectionStore(CollectionStore):
                 for job in map(_view, jobs):
                     docs = tuple(
                         d
-                        if d.state in ("ingested", "failed")
+                        if d.state in ("ingested", "unchanged", "failed")
                         else DocumentTask(d.doc_id, d.name, "failed", 0, error)
                         for d in job.documents
                     )

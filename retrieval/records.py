@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class RetrievedChunk:
     text: str
     score: float
     token_ids: list[int] = field(repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,10 @@ class DocumentInfo:
     n_chunks: int
     chunker: str
     created_at: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    content_hash: str | None = None  # sha256 of the text (None: stored before hashes were kept)
+
+
+def content_hash(text: str) -> str:
+    """The hash a document's text is stored under: re-sending the same text is recognised by it."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

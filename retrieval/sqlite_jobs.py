@@ -156,7 +156,9 @@ class SqliteJobs:
         now = time.time()
         for job in unfinished:
             failed = tuple(
-                d if d.state in ("ingested", "failed") else type(d)(d.doc_id, d.name, "failed", 0, error)
+                d
+                if d.state in ("ingested", "unchanged", "failed")
+                else type(d)(d.doc_id, d.name, "failed", 0, error)
                 for d in job.documents
             )
             done = JobView(

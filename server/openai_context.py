@@ -57,5 +57,6 @@ async def chat_context(
     default = engine.default_blend if engine is not None else None
     blend = body.blend.options(default) if body.blend is not None else None
     return await resolve_context(
-        services, query, body.documents, body.collection, body.top_k, selection, blend, salt
-    )
+        services, query, body.documents, body.collection, body.top_k, selection, blend, salt,
+        filter=body.filter, retrieval=body.retrieval,
+    )  # fmt: skip

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.logprobs import MAX_TOP_LOGPROBS
 from engine.sampling import SEED_MAX, SEED_MIN
+from retrieval.config import RetrievalMode
+from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
 from server.schemas import BlendRequest
 
 MAX_N = 16  # sequences per request
@@ -137,6 +139,8 @@ class ChatCompletionRequest(_Sampling):
     top_k: int | None = Field(None, gt=0)
     selection: dict[str, Any] | None = None
     blend: BlendRequest | None = None
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP)
     tools: list[ToolIn] | None = Field(None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
@@ -164,7 +168,9 @@ class ChatCompletionRequest(_Sampling):
         return (self.top_logprobs or 0) if self.logprobs else None
 
     def wants_rag(self) -> bool:
-        return self.documents is not None or self.collection is not None or self.top_k is not None
+        return any(
+            v is not None for v in (self.documents, self.collection, self.top_k, self.filter, self.retrieval)
+        )
 
 
 class CompletionRequest(_Sampling):

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine.blend.options import BlendOptions
 from engine.torch_engine import TorchEngine
+from retrieval.config import RetrievalMode
 from retrieval.records import RetrievedChunk
 from retrieval.selection import Candidate, CostModel, SelectionConfig, select_chunks
 from retrieval.selection.embedding_scorer import EmbeddingScorer
@@ -39,6 +41,7 @@ class Citation(BaseModel):
     start: int  # character offsets in the document's text
     end: int
     score: float
+    metadata: dict[str, Any] = Field(default_factory=dict, description="the document's metadata")
 
 
 class SelectionReport(BaseModel):
@@ -77,6 +80,7 @@ def citations_for(hits: list[RetrievedChunk]) -> list[Citation]:
             start=h.start,
             end=h.end,
             score=round(h.score, 6),
+            metadata=h.metadata,
         )
         for i, h in enumerate(hits)
     ]
@@ -92,14 +96,18 @@ async def resolve_context(
     blend: BlendOptions | None = None,
     salt: str = "",
     system: str | None = None,
+    filter: dict[str, Any] | None = None,
+    retrieval: RetrievalMode | None = None,
 ) -> RagContext:
-    """The documents to answer from. `collection` and `documents` exclude each other (422); `top_k`
-    needs a collection (422); an unknown collection is a 404. With `selection`, top_k is the number
-    of candidates retrieved (default RAGBLEND_RETRIEVAL_SELECTION_CANDIDATES)."""
+    """The documents to answer from. `collection` and `documents` exclude each other (422); `top_k`,
+    `filter` and `retrieval` need a collection (422); an unknown collection is a 404. With
+    `selection`, top_k is the number of candidates retrieved (default
+    RAGBLEND_RETRIEVAL_SELECTION_CANDIDATES)."""
     settings = services.settings
     if collection is None:
-        if top_k is not None:
-            raise ApiError(422, "top_k: only meaningful with a collection")
+        for field_name, value in (("top_k", top_k), ("filter", filter), ("retrieval", retrieval)):
+            if value is not None:
+                raise ApiError(422, f"{field_name}: only meaningful with a collection")
         if selection is None or not documents:
             return RagContext(documents)
         texts = list(documents)
@@ -110,7 +118,8 @@ async def resolve_context(
     default_k = settings.retrieval_selection_candidates if selection else settings.retrieval_default_top_k
     k = top_k if top_k is not None else min(default_k, settings.retrieval_max_top_k)
     started = time.perf_counter()
-    hits = [h for h in await retrieve_chunks(services, collection, query, k, salt) if h.text.strip()]
+    found = await retrieve_chunks(services, collection, query, k, salt, filter, retrieval)
+    hits = [h for h in found if h.text.strip()]
     retrieve_ms = round((time.perf_counter() - started) * 1000, 3)
     if selection is None or not hits:
         return RagContext([h.text for h in hits], citations_for(hits), retrieve_ms)

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from retrieval.config import ChunkerConfig, CollectionConfig, EmbeddingConfig, IndexConfig
+from retrieval.config import (
+    DEFAULT_RETRIEVAL,
+    ChunkerConfig,
+    CollectionConfig,
+    EmbeddingConfig,
+    IndexConfig,
+    RetrievalMode,
+)
+
+METADATA_HELP = "a flat JSON object: string, number or boolean values (see README, Metadata)"
+FILTER_HELP = (
+    'only chunks of documents whose metadata match: {"field": value}, {"field": {"in": [...]}}, '
+    '{"field": {"gte": 1, "lt": 5}}; all conditions must hold, an unknown field matches nothing'
+)
+RETRIEVAL_HELP = "dense (embeddings), keyword (BM25 full text) or hybrid (both, rank-fused)"
 
 
 class CreateCollectionRequest(BaseModel):
@@ -16,9 +32,12 @@ class CreateCollectionRequest(BaseModel):
     chunker: ChunkerConfig = Field(default_factory=ChunkerConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
+    retrieval: RetrievalMode = Field(DEFAULT_RETRIEVAL, description=RETRIEVAL_HELP + "; overridable")
 
     def config(self) -> CollectionConfig:
-        return CollectionConfig(chunker=self.chunker, embedding=self.embedding, index=self.index)
+        return CollectionConfig(
+            chunker=self.chunker, embedding=self.embedding, index=self.index, retrieval=self.retrieval
+        )
 
 
 class DocumentSummary(BaseModel):
@@ -29,6 +48,8 @@ class DocumentSummary(BaseModel):
     n_chunks: int
     chunker: str
     created_at: float
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    content_hash: str | None = Field(None, description="sha256 of the text")
 
 
 class CollectionOut(BaseModel):
@@ -59,6 +80,7 @@ class DocumentIn(BaseModel):
 
     text: StrictStr
     name: StrictStr | None = Field(None, max_length=256)
+    metadata: dict[str, Any] | None = Field(None, description=METADATA_HELP)
 
 
 class AddDocumentsRequest(BaseModel):
@@ -68,12 +90,15 @@ class AddDocumentsRequest(BaseModel):
 
     text: StrictStr | None = None
     name: StrictStr | None = Field(None, max_length=256)
+    metadata: dict[str, Any] | None = Field(None, description=METADATA_HELP)
     documents: list[DocumentIn] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> AddDocumentsRequest:
         if (self.text is None) == (self.documents is None):
             raise ValueError("give either `text` (with an optional `name`) or `documents`, not both")
+        if self.documents is not None and self.metadata is not None:
+            raise ValueError("metadata: with `documents`, give each document its own `metadata`")
         return self
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -81,10 +106,17 @@ class AddDocumentsRequest(BaseModel):
             return [(self.name or "", self.text)]
         return [(d.name or "", d.text) for d in self.documents or []]
 
+    def metadata_list(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """(where, metadata) of each document, in order: `where` names it in error messages."""
+        if self.text is not None:
+            return [("metadata", self.metadata)]
+        return [(f"documents.{i}.metadata", d.metadata) for i, d in enumerate(self.documents or [])]
+
 
 class AcceptedDocument(BaseModel):
     doc_id: str
     name: str
+    state: str = Field(description='pending, or "unchanged" when this text and metadata are stored already')
 
 
 class JobAccepted(BaseModel):
@@ -98,9 +130,10 @@ class JobAccepted(BaseModel):
 class JobDocument(BaseModel):
     doc_id: str
     name: str
-    state: str
+    state: str = Field(description="pending, running, ingested, unchanged (already stored) or failed")
     chunks: int
     error: str | None
+    metadata: dict[str, Any] = Field(default_factory=dict)
 
 
 class JobOut(BaseModel):
@@ -137,6 +170,8 @@ class RetrieveRequest(BaseModel):
     query: StrictStr = Field(min_length=1)
     collection: StrictStr = Field(min_length=1)
     top_k: int = Field(5, ge=1, description="at most RAGBLEND_RETRIEVAL_MAX_TOP_K")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP + "; default: the collection's")
 
 
 class RetrievedChunkOut(BaseModel):
@@ -150,9 +185,11 @@ class RetrievedChunkOut(BaseModel):
     end: int
     score: float
     text: str
+    metadata: dict[str, Any] = Field(default_factory=dict, description="the document's metadata")
 
 
 class RetrieveResponse(BaseModel):
     collection: str
+    retrieval: RetrievalMode
     chunks: list[RetrievedChunkOut]
     retrieve_ms: float

@@ -12,15 +12,17 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, ParamSpec, TypeVar, cast
+from typing import Annotated, Any, ParamSpec, TypeVar, cast
 
 from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
 
 from retrieval.collection_store import CollectionStore
 from retrieval.collections import CollectionManager
-from retrieval.errors import ModelUnavailable, RetrievalError
+from retrieval.config import RetrievalMode
+from retrieval.errors import InvalidRequest, ModelUnavailable, RetrievalError
 from retrieval.lm import LanguageModel
+from retrieval.metadata import MetadataFilter
 from retrieval.records import RetrievedChunk
 from server.collection_scope import CollectionScope
 from server.deps import ServicesDep
@@ -113,15 +115,27 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 async def retrieve_chunks(
-    services: Services, collection: str, query: str, top_k: int, salt: str = ""
+    services: Services,
+    collection: str,
+    query: str,
+    top_k: int,
+    salt: str = "",
+    filter: dict[str, Any] | None = None,
+    mode: RetrievalMode | None = None,
 ) -> list[RetrievedChunk]:
     """The `top_k` chunks of the caller's `collection` for `query`, best first (the tenant's `salt`
-    scopes the name); ApiError 404/422/503 on bad input."""
+    scopes the name), among the documents whose metadata pass `filter`, by retrieval `mode` (None:
+    the collection's); ApiError 404/422/503 on bad input."""
     settings = services.settings
     if not 1 <= top_k <= settings.retrieval_max_top_k:
         raise ApiError(422, f"top_k: {top_k} is outside 1..{settings.retrieval_max_top_k}")
     if len(query) > settings.max_query_chars:
         raise ApiError(422, f"query: {len(query)} characters, the limit is {settings.max_query_chars}")
+    try:
+        parsed = MetadataFilter.parse(filter)
+    except InvalidRequest as exc:
+        raise ApiError(422, exc.message) from None
     manager = get_collections(services)
-    hits = await call(manager.retrieve, CollectionScope(salt).storage(collection), query, top_k)
+    stored = CollectionScope(salt).storage(collection)
+    hits = await call(manager.retrieve, stored, query, top_k, parsed, mode)
     return [replace(h, collection=collection) for h in hits]

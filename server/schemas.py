@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
 from engine.sampling import SEED_MAX, SEED_MIN
+from retrieval.config import RetrievalMode
 from retrieval.selection import SelectionConfig
 from server.rag_context import Citation, SelectionReport
+from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
 
 
 class BlendRequest(BaseModel):
@@ -45,6 +47,8 @@ class GenerateRequest(BaseModel):
     documents: list[StrictStr] | None = Field(None, description="texts to answer from, each its own chunk")
     collection: StrictStr | None = Field(None, min_length=1, description="retrieve the documents from here")
     top_k: int | None = Field(None, ge=1, description="chunks to retrieve from the collection")
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    retrieval: RetrievalMode | None = Field(None, description=RETRIEVAL_HELP + "; default: the collection's")
     selection: SelectionConfig | None = Field(
         None, description="choose among the retrieved chunks (or documents): topk or corag under a budget"
     )

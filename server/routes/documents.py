@@ -26,18 +26,22 @@ async def add_documents(
 ) -> JobAccepted:
     """Queue documents for ingestion and answer at once with the job to poll.
 
-    Body: JSON `{"text": ..., "name": ...}` or `{"documents": [{"text", "name"}, ...]}`, or a
-    multipart/form-data upload of .txt / .md files (UTF-8).
+    Body: JSON `{"text": ..., "name": ..., "metadata": {...}}` or `{"documents": [{"text", "name",
+    "metadata"}, ...]}`, or a multipart/form-data upload of .txt / .md files (UTF-8) with an optional
+    `metadata` field (a JSON object, for every file). A named document replaces the one of that name;
+    re-sending one unchanged (same text and metadata) does nothing (its job says "unchanged").
     """
     await call(manager.collection, scope.storage(name))  # 404 before reading a large body
     docs = await read_documents(request, services.settings)
-    job = await call(manager.submit_documents, scope.storage(name), docs)
+    pairs = [(doc_name, text) for doc_name, text, _ in docs]
+    metadata = [meta for _, _, meta in docs]
+    job = await call(manager.submit_documents, scope.storage(name), pairs, metadata)
     return JobAccepted(
         job_id=job.job_id,
         collection=name,
         state=job.state,
         status_url=f"/v1/jobs/{job.job_id}",
-        documents=[AcceptedDocument(doc_id=d.doc_id, name=d.name) for d in job.documents],
+        documents=[AcceptedDocument(doc_id=d.doc_id, name=d.name, state=d.state) for d in job.documents],
     )
 
 

@@ -89,6 +89,8 @@ async def generate(
         blend=blend,
         salt=salt,
         system=body.system,
+        filter=body.filter,
+        retrieval=body.retrieval,
     )
     prompt = await prepare_prompt(engine, body.query, context.documents, body.system, max_tokens)
     params = SamplingParams(

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from server.collection_scope import ScopeDep
 from server.deps import ServicesDep
 from server.retrieval_schemas import RetrievedChunkOut, RetrieveRequest, RetrieveResponse
-from server.retrieval_service import retrieve_chunks
+from server.retrieval_service import call, get_collections, retrieve_chunks
 
 router = APIRouter(prefix="/v1", tags=["retrieve"])
 
@@ -17,9 +17,17 @@ router = APIRouter(prefix="/v1", tags=["retrieve"])
 @router.post("/retrieve", response_model=RetrieveResponse)
 async def retrieve(body: RetrieveRequest, services: ServicesDep, scope: ScopeDep) -> RetrieveResponse:
     started = time.perf_counter()
-    hits = await retrieve_chunks(services, body.collection, body.query, body.top_k, scope.salt)
+    hits = await retrieve_chunks(
+        services, body.collection, body.query, body.top_k, scope.salt, body.filter, body.retrieval
+    )
+    mode = body.retrieval
+    if mode is None:  # the collection's own mode
+        manager = get_collections(services)
+        info = await call(manager.info, scope.storage(body.collection))
+        mode = info.config.retrieval
     return RetrieveResponse(
         collection=body.collection,
+        retrieval=mode,
         chunks=[
             RetrievedChunkOut(
                 chunk_id=h.chunk_id,
@@ -30,6 +38,7 @@ async def retrieve(body: RetrieveRequest, services: ServicesDep, scope: ScopeDep
                 end=h.end,
                 score=h.score,
                 text=h.text,
+                metadata=h.metadata,
             )
             for h in hits
         ],

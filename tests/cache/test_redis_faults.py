@@ -58,7 +58,7 @@ def test_frozen_server_costs_one_timeout(redis_server: RedisServer) -> None:
         assert time.monotonic() - start < 1.5
         start = time.monotonic()
         assert tier.get_many([entry.key]) == [None]  # within the backoff: not even tried
-        assert time.monotonic() - start < 0.1
+        assert time.monotonic() - start < 0.25  # a try would cost the 0.3 s timeout
         assert tier.stats().tier("redis").errors == 1
     finally:
         redis_server.resume()
@@ -112,7 +112,7 @@ def test_restart_during_requests(redis_server: RedisServer) -> None:
 
 
 def _hammer(url: str, key: str, blob: bytes, rounds: int) -> None:
-    tier = RedisTier(url, part_bytes=4096, timeout_s=2.0)
+    tier = RedisTier(url, part_bytes=4096, timeout_s=15.0)
     for _ in range(rounds):
         tier.write_blobs([(key, blob, 1.0)])
     assert tier.stats().tier("redis").errors == 0
@@ -130,7 +130,8 @@ def test_two_processes_writing_one_key(redis_server: RedisServer) -> None:
     writers = [FORK.Process(target=_hammer, args=(redis_server.url, base.key, b, 40)) for b in blobs]
     for w in writers:
         w.start()
-    reader = RedisTier(redis_server.url, part_bytes=4096, timeout_s=2.0)
+    # Generous timeouts: on a loaded machine a 2 s read can time out and degrade to a miss.
+    reader = RedisTier(redis_server.url, part_bytes=4096, timeout_s=15.0)
     seen: set[float] = set()
     while any(w.is_alive() for w in writers) or not seen:
         blob = reader.read_blobs([base.key])[0]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 from engine.blend.options import BlendOptions
-from engine.events import FinishEvent, GenerationEvent
+from engine.event_sink import ThreadSink
+from engine.events import FinishEvent, GenerationEvent, TokenEvent
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
 from tests.engine.conftest import SchedulerFactory
-from tests.engine.scheduling import Outcome, alone, drain, submit, suite_docs
+from tests.engine.scheduling import Outcome, alone, drain, outcome, submit, suite_docs
 
 PARAMS = SamplingParams(max_tokens=8)
 CACHEBLEND = BlendOptions(mode="cacheblend", ratio=0.15)
@@ -86,3 +89,38 @@ def test_a_blended_request_reuses_what_an_answered_one_is_still_storing(
     last_store = max(r.index for r in log if any(i == first_id for i, _ in r.written))
     first_prefill = min(r.index for r in log if any(i == second_id for i, _ in r.prefilled))
     assert first_prefill > last_store
+
+
+def test_a_request_sent_as_a_blended_answer_ends_finds_its_pieces_stored(
+    new_scheduler: SchedulerFactory, engine: TorchEngine
+) -> None:
+    # Back to back while another request keeps the scheduler busy: the cold request's pieces are
+    # stored when its answer ends, not in a background slice that a busy scheduler would put off.
+    question, docs = suite_docs(13, 2, 40)
+    prompt = engine.build_prompt(question, docs, None)
+    scheduler = new_scheduler(max_batch_size=4)
+    stop, busy = threading.Event(), ThreadSink()
+    scheduler.submit(
+        engine.build_prompt("Count from one to one hundred in words.", None, None),
+        SamplingParams(max_tokens=4000),
+        busy,
+        cancel=stop,
+    )
+    busy_events = busy.events()
+    next(busy_events)  # it is decoding: every step from now on is interactive
+    try:
+        cold_events = submit(scheduler, prompt, PARAMS, CACHEBLEND, "sched-b2b")[1].events()
+        head: list[GenerationEvent] = []
+        while not head or not isinstance(head[-1], FinishEvent):
+            head.append(next(cold_events))
+        cold = outcome(head)
+        # Sent the moment the final event arrives, as a client does once its answer is complete.
+        warm = drain(submit(scheduler, prompt, PARAMS, CACHEBLEND, "sched-b2b")[1])
+        list(cold_events)
+        assert isinstance(next(busy_events), TokenEvent), "the busy request ended early"
+    finally:
+        stop.set()
+        list(busy_events)
+    assert cold.final.extra_usage["cached_tokens"] <= len(prompt.pieces[0].ids)  # the prefix at most
+    docs_tokens = len(prompt) - len(prompt.pieces[-1].ids)
+    assert warm.final.extra_usage["cached_tokens"] == docs_tokens

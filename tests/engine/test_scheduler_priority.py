@@ -9,6 +9,7 @@ import time
 import torch
 
 from engine.blend.options import BlendOptions
+from engine.event_sink import ThreadSink
 from engine.events import FinishEvent, GenerationEvent, TokenEvent
 from engine.prompt import Prompt
 from engine.sampling import SamplingParams
@@ -106,8 +107,12 @@ def test_waiting_requests_are_admitted_cheapest_first_with_aging(
 
     def first_admitted(aging: float) -> str:
         scheduler = new_scheduler(max_batch_size=1, aging_tokens_per_s=aging)
-        _, blocker = submit(
-            scheduler, engine.build_prompt(COUNTING, None, None), SamplingParams(max_tokens=12)
+        # The blocker holds the only place in the batch until it is cancelled, however slow the
+        # machine: both waiting requests are in the queue (and priced) before the place frees up.
+        stop = threading.Event()
+        blocker = ThreadSink()
+        scheduler.submit(
+            engine.build_prompt(COUNTING, None, None), SamplingParams(max_tokens=4000), blocker, cancel=stop
         )
         blocker_events = blocker.events()
         next(blocker_events)  # the only place in the batch is taken: the next two wait
@@ -115,6 +120,9 @@ def test_waiting_requests_are_admitted_cheapest_first_with_aging(
         cold_id, cold = submit(scheduler, warm, PARAMS, blend, f"srpf-cold-{aging}")
         time.sleep(0.5)
         warm_id, hot = submit(scheduler, warm, PARAMS, blend, "srpf")
+        for _ in range(3):  # a few more steps: the scheduler has seen and priced both
+            assert isinstance(next(blocker_events), TokenEvent), "the blocker ended before it was cancelled"
+        stop.set()
         list(blocker_events), drain(cold), drain(hot)
         log = scheduler.step_log()
         began = {

@@ -153,7 +153,8 @@ def test_store_round_trips_chunk_fields(tmp_path: Path) -> None:
     store = ChunkStore(tmp_path / "s.db")
     assert store.get_meta("missing") is None and store.version == 0
     doc = make_doc("some text here", 2, 5)
-    ids = store.add_document("d", "D", doc.text, 3, "test", doc.chunks)
+    ids, removed = store.add_document("d", "D", doc.text, 3, "test", doc.chunks)
+    assert removed == []
     got = store.chunks(ids)
     assert [got[i].text for i in ids] == [c.text for c in doc.chunks]
     assert got[ids[0]].embedding_version == VERSION and store.version == 1

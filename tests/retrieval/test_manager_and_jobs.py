@@ -138,7 +138,7 @@ def test_job_waits_for_the_model_and_fails_when_it_never_comes(
     m.close()
 
     m = CollectionManager(open_store(), lambda: None, lm_wait_s=0.3, embedder_factory=lambda: embedder)
-    done = wait(m, m.submit_documents("kb", [("a", NILE)]).job_id)
+    done = wait(m, m.submit_documents("kb", [("b", NILE)]).job_id)
     assert done.state == "failed" and "did not load" in (done.error or "")
     assert done.documents[0].state == "failed" and len(m.documents("kb")) == 1
     m.close()
