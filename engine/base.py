@@ -12,6 +12,7 @@ from engine.events import GenerationEvent
 from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
+from engine.scoring import ScoredPrompt
 from engine.stats import EngineStats
 
 if TYPE_CHECKING:  # the capability pulls in the model code; the interface stays light to import
@@ -20,6 +21,10 @@ if TYPE_CHECKING:  # the capability pulls in the model code; the interface stays
 
 class PromptTooLong(ValueError):
     """The prompt plus the requested new tokens do not fit the model's context."""
+
+
+class ScoringUnsupported(ValueError):
+    """The backend cannot score this prompt the way it was asked (names why)."""
 
 
 class EngineUnavailable(RuntimeError):
@@ -84,6 +89,13 @@ class Engine(ABC):
         caller then runs `generate` on its one-at-a-time queue). Raises QueueFull when full.
         """
         return None
+
+    def score(
+        self, prompt: Prompt, blend: BlendOptions | None = None, salt: str = "", top: int = 0
+    ) -> ScoredPrompt:
+        """Log-probabilities of the prompt's own tokens (engine/scoring.py), `top` alternatives each;
+        blocks the caller's thread. Raises ScoringUnsupported where the backend cannot (a 400)."""
+        raise ScoringUnsupported(f"the {self.name} engine does not score prompts")
 
     def stats(self) -> EngineStats | None:
         """Queue depth, batch size and token counters, for backends that schedule requests."""

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+import torch
+
 from engine.background import BackgroundJob
 from engine.batch_decode import decode_step, decode_weights
 from engine.batch_kv import BatchKV
@@ -14,6 +16,7 @@ from engine.blend.blender import Blender
 from engine.blend.chunk_cache import ChunkCache
 from engine.cold_pieces import store_after_answer
 from engine.config import SchedulerConfig
+from engine.logprobs import TokenLogprob, token_logprobs
 from engine.model import LlamaModel
 from engine.preemptible import PreemptibleTask, TaskAborted, pausing_copy
 from engine.prefill_work import prefill_prompt
@@ -149,7 +152,14 @@ class BatchRunner:
         seq.state.extra_usage, seq.state.extra_timings = pre.usage, pre.timings
         seq.blend_result, seq.entries = pre.blend, pre.entries
         self.tokens_in += n
-        self._accept(seq, seq.state.sample(pre.logits))
+        try:
+            token = seq.state.sample(pre.logits)
+            self._accept(seq, token, seq.state.logprob_of(pre.logits, token))
+        except Exception as exc:  # out of the batch already: fail it alone, never leave it waiting
+            log.exception("first token of request %s failed", seq.id)
+            seq.sink.put(exc)
+            seq.sink.end()
+            return
         if seq.state.done:
             self.finish(seq, finished)
             return
@@ -159,19 +169,22 @@ class BatchRunner:
     def _decode(self, finished: list[int]) -> None:
         logits = decode_step(self.model, self.batch, [s.next_token for s in self.decoding])
         greedy = logits.argmax(-1).tolist()  # one call for every greedy row
+        # Sampled rows use their own seeded generator, exactly as the request running alone.
+        tokens = [
+            greedy[i] if s.state.greedy else s.state.sample(logits[i]) for i, s in enumerate(self.decoding)
+        ]
+        logprobs = batch_logprobs(logits, tokens, [s.state.params.logprobs for s in self.decoding])
         done: list[int] = []
         for slot, seq in enumerate(self.decoding):
-            # Sampled rows use their own seeded generator, exactly as the request running alone.
-            token = greedy[slot] if seq.state.greedy else seq.state.sample(logits[slot])
-            self._accept(seq, token)
+            self._accept(seq, tokens[slot], logprobs[slot])
             if seq.state.done:
                 done.append(slot)
         for slot in reversed(done):
             self.finish(self.leave(slot), finished)
 
-    def _accept(self, seq: Sequence, token: int) -> None:
+    def _accept(self, seq: Sequence, token: int, logprob: TokenLogprob | None = None) -> None:
         produced = seq.state.produced
-        event = seq.state.accept(token)
+        event = seq.state.accept(token, logprob)
         self.tokens_out += seq.state.produced - produced
         seq.next_token = token
         if event is not None:
@@ -290,3 +303,20 @@ class BatchRunner:
                 job.task.abort()
             job.settle()
         self.background = []
+
+
+def batch_logprobs(
+    logits: torch.Tensor, tokens: list[int], asked: list[int | None]
+) -> list[TokenLogprob | None]:
+    """Per slot, the log-probabilities of its token when its request asked for them: one call over the
+    rows that did, with as many alternatives as the most demanding of them (the others' cut down)."""
+    rows = [i for i, k in enumerate(asked) if k is not None]
+    out: list[TokenLogprob | None] = [None] * len(tokens)
+    if not rows:
+        return out
+    top = max(asked[i] or 0 for i in rows)
+    picked = token_logprobs(logits[rows], [tokens[i] for i in rows], top)
+    for i, lp in zip(rows, picked, strict=True):
+        k = asked[i] or 0
+        out[i] = lp if k == top else TokenLogprob(lp.token, lp.logprob, lp.top[:k])
+    return out

@@ -15,7 +15,7 @@ from weakref import WeakKeyDictionary
 
 from engine.prompt import DEFAULT_CHAT_SYSTEM, DEFAULT_RAG_SYSTEM, Prompt, PromptBuilder, PromptPiece
 
-ChatRole = Literal["system", "user", "assistant"]
+ChatRole = Literal["system", "user", "assistant", "tool"]
 
 _LAST_USER = "\x00RAGBLEND_LAST_USER\x00"
 
@@ -28,6 +28,12 @@ class ChatPromptError(ValueError):
 class ChatMessage:
     role: ChatRole
     content: str
+    # fields the template reads besides role and content (an assistant's `tool_calls`, a tool
+    # result's `tool_call_id`)
+    extra: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "content": self.content, **(self.extra or {})}
 
 
 class ChatPromptBuilder:
@@ -51,21 +57,49 @@ class ChatPromptBuilder:
         probe = tok("x", add_special_tokens=True).input_ids
         return (bos_id,) if probe and probe[0] == bos_id else ()
 
-    def _render(self, messages: list[ChatMessage]) -> str:
+    @property
+    def accepts_tools(self) -> bool:
+        """Whether the chat template renders `tools` at all (a template that never names them would
+        drop them silently)."""
+        template = getattr(self.tokenizer, "chat_template", None)
+        return isinstance(template, str) and "tools" in template
+
+    def _render(self, messages: list[ChatMessage], tools: list[dict[str, Any]] | None = None) -> str:
         tok = self.tokenizer
         if not getattr(tok, "chat_template", None):
             return _plain_render(messages)
-        dicts: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in messages]
+        dicts: list[dict[str, Any]] = [m.as_dict() for m in messages]
+        extra: dict[str, Any] = {"tools": tools} if tools else {}
         try:
-            rendered: str = tok.apply_chat_template(dicts, tokenize=False, add_generation_prompt=True)
+            rendered: str = tok.apply_chat_template(
+                dicts, tokenize=False, add_generation_prompt=True, **extra
+            )
             return rendered
         except Exception:
             # Templates without a system role (Mistral) reject one: fold it into the first user turn.
-            return tok.apply_chat_template(_fold_system(dicts), tokenize=False, add_generation_prompt=True)
+            return tok.apply_chat_template(
+                _fold_system(dicts), tokenize=False, add_generation_prompt=True, **extra
+            )
 
-    def build(self, messages: list[ChatMessage], documents: list[str] | None = None) -> Prompt:
+    def build(
+        self,
+        messages: list[ChatMessage],
+        documents: list[str] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Prompt:
+        """The prompt of `messages`; `tools` (OpenAI's function definitions) go to the template,
+        which must accept them (`accepts_tools`). After a tool's result (the last message's role is
+        `tool`) the whole conversation is one piece: there is no question to place documents before."""
         if not messages:
             raise ChatPromptError("messages: at least one message is required")
+        if tools and not self.accepts_tools:
+            raise ChatPromptError("tools: this model's chat template does not accept tools")
+        if messages[-1].role == "tool" and not documents:
+            conversation = list(messages)
+            if not any(m.role == "system" for m in conversation):
+                conversation.insert(0, ChatMessage("system", DEFAULT_CHAT_SYSTEM))
+            text = self._render(conversation, tools)
+            return Prompt((PromptPiece("prefix", self._bos + self.pieces.encode(text), text),))
         if messages[-1].role != "user":
             raise ChatPromptError(
                 f"messages: the last message must have role 'user', not {messages[-1].role!r}"
@@ -77,7 +111,7 @@ class ChatPromptBuilder:
             conversation.insert(0, ChatMessage("system", default))
         question = conversation[-1].content
         conversation[-1] = ChatMessage("user", _LAST_USER)
-        rendered = self._render(conversation)
+        rendered = self._render(conversation, tools)
         if rendered.count(_LAST_USER) != 1:
             raise ChatPromptError("messages: the chat template dropped or repeated the last user message")
         head, tail = rendered.split(_LAST_USER, 1)

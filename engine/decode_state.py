@@ -12,6 +12,7 @@ import torch
 
 from engine.detokenizer import Decoder, IncrementalDetokenizer, StopMatcher
 from engine.events import FinishEvent, FinishReason, GenerationEvent, TokenEvent
+from engine.logprobs import TokenLogprob, token_logprobs
 from engine.sampling import Sampler, SamplingParams
 
 
@@ -42,10 +43,16 @@ class DecodeState:
         self.reason: FinishReason | None = None
         self.extra_usage: dict[str, int] = {}
         self.extra_timings: dict[str, float] = {}
+        self.logprobs: list[TokenLogprob] = []
+        self._unsent = 0  # logprobs not yet carried by an event
 
     @property
     def greedy(self) -> bool:
         return self.params.temperature == 0
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.params.logprobs is not None
 
     @property
     def done(self) -> bool:
@@ -55,20 +62,34 @@ class DecodeState:
         """A token from float32 logits [vocab], with this request's own seeded generator."""
         return self.sampler(logits)
 
-    def accept(self, token: int) -> TokenEvent | None:
-        """Take the next sampled token; return the text it releases, if any. May set `reason`."""
+    def logprob_of(self, logits: torch.Tensor, token: int) -> TokenLogprob | None:
+        """The log-probabilities of `token` under `logits` [vocab], when this request asked for them."""
+        if self.params.logprobs is None:
+            return None
+        return token_logprobs(logits, [token], self.params.logprobs)[0]
+
+    def accept(self, token: int, logprob: TokenLogprob | None = None) -> TokenEvent | None:
+        """Take the next sampled token (with its log-probabilities when asked for); return the text it
+        releases, if any. May set `reason`. EOS ends the sequence and is not reported."""
         if self.ttft_ms is None:
             self.ttft_ms = (time.perf_counter() - self.started) * 1000
-        if token in self.eos_ids:
+        if token in self.eos_ids and not self.params.ignore_eos:
             self.reason = "stop"
             return None
         self.produced += 1
+        if logprob is not None:
+            self.logprobs.append(logprob)
         delta = self.stops.feed(self.detok.add(token))
         if self.stops.stopped:
             self.reason = "stop"
         elif self.produced >= self.params.max_tokens:
             self.reason = "length"
-        return TokenEvent(delta, token) if delta else None
+        return TokenEvent(delta, token, self._take_unsent()) if delta else None
+
+    def _take_unsent(self) -> tuple[TokenLogprob, ...]:
+        unsent = tuple(self.logprobs[self._unsent :])
+        self._unsent = len(self.logprobs)
+        return unsent
 
     def cancel(self) -> None:
         if self.reason is None:
@@ -77,7 +98,8 @@ class DecodeState:
     def finish(self) -> list[GenerationEvent]:
         """The held-back tail of the text (if any), then the one final event."""
         tail = self.stops.flush()
-        events: list[GenerationEvent] = [TokenEvent(tail, -1)] if tail else []
+        unsent = self._take_unsent()
+        events: list[GenerationEvent] = [TokenEvent(tail, -1, unsent)] if tail or unsent else []
         events.append(
             FinishEvent(
                 text=self.stops.text,
@@ -88,6 +110,7 @@ class DecodeState:
                 total_ms=(time.perf_counter() - self.started) * 1000,
                 extra_usage=dict(self.extra_usage),
                 extra_timings=dict(self.extra_timings),
+                logprobs=tuple(self.logprobs) if self.wants_logprobs else None,
             )
         )
         return events

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from engine.logprobs import TokenLogprob
+
 FinishReason = Literal["stop", "length", "cancelled"]
 
 
@@ -12,6 +14,9 @@ FinishReason = Literal["stop", "length", "cancelled"]
 class TokenEvent:
     text: str
     token_id: int
+    # when asked for: the log-probabilities of the tokens produced since the previous event (text held
+    # back by a stop string arrives later than its tokens)
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class FinishEvent:
     total_ms: float
     extra_usage: dict[str, int] = field(default_factory=dict)
     extra_timings: dict[str, float] = field(default_factory=dict)
+    logprobs: tuple[TokenLogprob, ...] | None = None  # every produced token's, when asked for
 
 
 GenerationEvent = TokenEvent | FinishEvent

@@ -46,7 +46,7 @@ def decode_loop(
             state.cancel()
             break
         token = state.sample(logits)
-        event = state.accept(token)
+        event = state.accept(token, state.logprob_of(logits, token))
         if event is not None:
             yield event
         if state.done:

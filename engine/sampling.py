@@ -20,6 +20,10 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    # log-probabilities of each produced token with this many alternatives (0: the token's own only);
+    # None: not computed
+    logprobs: int | None = None
+    ignore_eos: bool = False  # decode on past end-of-sequence tokens up to max_tokens (benchmarks)
 
     def __post_init__(self) -> None:
         if self.max_tokens <= 0:
@@ -30,6 +34,8 @@ class SamplingParams:
             raise ValueError("top_p must be in (0, 1]")
         if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
             raise ValueError(f"seed must be a 64-bit integer ({SEED_MIN}..{SEED_MAX})")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise ValueError("logprobs must be in 0..20")
 
 
 class Sampler:
@@ -55,6 +61,8 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose mass reaches `top_p`, renormalised."""
     sorted_probs, order = probs.sort(descending=True)
     mass_before = sorted_probs.cumsum(-1) - sorted_probs
-    sorted_probs[mass_before >= top_p] = 0.0
+    drop = mass_before >= top_p
+    drop[..., 0] = False  # the most likely token always stays (a top_p below float32's range is 0)
+    sorted_probs[drop] = 0.0
     kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
     return kept / kept.sum()

@@ -29,6 +29,7 @@ from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
 from engine.scheduler import Scheduler
+from engine.scoring import ScoredPrompt, score_prompt
 from engine.stats import EngineStats
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,14 @@ class TorchEngine(Engine):
         job = Job(None, asyncio.get_running_loop())
         self.scheduler.submit(prompt, params, job, job.cancelled, blend, salt)
         return job
+
+    def score(
+        self, prompt: Prompt, blend: BlendOptions | None = None, salt: str = "", top: int = 0
+    ) -> ScoredPrompt:
+        """Runs through the scheduler at background priority (between the batch's steps, its layers
+        yielding to waiting requests), or in the caller's thread without a scheduler."""
+        self.check_fits(prompt, 0)
+        return self.run_background(lambda b: score_prompt(b, prompt, blend, salt, top), "score")
 
     def stats(self) -> EngineStats | None:
         return self.scheduler.stats() if self.scheduler is not None else None

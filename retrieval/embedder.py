@@ -69,5 +69,12 @@ class Embedder:
             )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model reads for `texts` (special tokens included, each cut at max_tokens)."""
+        with self._lock:
+            ids = self._model.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        limit = self.max_tokens or None
+        return sum(min(len(x), limit) if limit else len(x) for x in ids)
+
     def embed_query(self, query: str) -> np.ndarray:
         return self.embed([query])[0]

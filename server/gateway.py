@@ -54,13 +54,15 @@ def build_gateway(services: Services) -> Gateway:
 
 
 def install_gateway(app: FastAPI, services: Services) -> Gateway:
-    from server.routes import models, openai_chat, openai_completions
+    from server.routes import embeddings, models, openai_chat, openai_completions, tokenize
 
     gateway = build_gateway(services)
     app.state.gateway = gateway
     app.include_router(openai_chat.router)
     app.include_router(openai_completions.router)
     app.include_router(models.router)
+    app.include_router(tokenize.router)
+    app.include_router(embeddings.router)
     app.add_middleware(AuthMiddleware, keys=gateway.keys, limiter=gateway.limiter)
     app.add_middleware(OpenAIErrorMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=gateway.metrics)

@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +54,27 @@ def submit(
         raise ApiError(503, str(exc), "unavailable", headers={"Retry-After": "5"}) from exc
 
 
+def submit_many(
+    services: Services,
+    engine: Engine,
+    prompt: Prompt,
+    params: list[SamplingParams],
+    blend: BlendOptions | None = None,
+    salt: str = "",
+) -> list[Job]:
+    """One job per sampling parameters (the `n` sequences of a request), all or none: when one is
+    refused (a full queue), those already submitted are cancelled."""
+    jobs: list[Job] = []
+    try:
+        for p in params:
+            jobs.append(submit(services, engine, prompt, p, blend, salt))
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        raise
+    return jobs
+
+
 async def _wait_for_disconnect(request: Request) -> None:
     while True:
         message = await request.receive()
@@ -62,23 +84,70 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 async def collect(job: Job, request: Request, received: float, timeout_s: float) -> FinishEvent:
     """Wait for the final event; a client disconnect cancels the generation."""
+    return (await collect_all([job], request, received, timeout_s))[0]
 
-    async def consume() -> FinishEvent:
+
+async def collect_all(
+    jobs: list[Job], request: Request, received: float, timeout_s: float
+) -> list[FinishEvent]:
+    """Every job's final event, in order; a client disconnect (or any job's error) cancels them all."""
+
+    async def consume(job: Job) -> FinishEvent:
         async for event in timed_events(job, received, timeout_s):
             if isinstance(event, FinishEvent):
                 return event
         raise RuntimeError("generation ended without a result")
 
-    consumer = asyncio.ensure_future(consume())
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    consumer: asyncio.Future[list[FinishEvent]] = asyncio.ensure_future(
+        asyncio.gather(*(consume(j) for j in jobs))
+    )
+    watcher: asyncio.Future[None] = asyncio.ensure_future(_wait_for_disconnect(request))
+    both: set[asyncio.Future[Any]] = {consumer, watcher}
     try:
-        done, _ = await asyncio.wait({consumer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
         if consumer in done:
-            return consumer.result()
-        job.cancel()
+            return list(consumer.result())
         raise ApiError(499, "client closed the request", "cancelled")
     finally:
+        for job in jobs:
+            job.cancel()  # a no-op for the finished ones
         for task in (consumer, watcher):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def merged_events(
+    jobs: list[Job], received: float, timeout_s: float
+) -> AsyncIterator[tuple[int, GenerationEvent]]:
+    """The events of all jobs as they come, each with its job's index; the first error is raised
+    (after which every job is cancelled, as when the consumer stops early)."""
+    queue: asyncio.Queue[tuple[int, GenerationEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(index: int, job: Job) -> None:
+        try:
+            async for event in timed_events(job, received, timeout_s):
+                await queue.put((index, event))
+        except Exception as exc:
+            await queue.put((index, exc))
+        finally:
+            await queue.put((index, None))
+
+    tasks = [asyncio.ensure_future(pump(i, j)) for i, j in enumerate(jobs)]
+    try:
+        running = len(tasks)
+        while running:
+            index, item = await queue.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield index, item
+    finally:
+        for job in jobs:
+            job.cancel()
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task

@@ -1,10 +1,10 @@
 """OpenAI's error shape on the OpenAI-compatible routes.
 
 Every error of this server is `{"error": {"type", "message"}}`; on /v1/chat/completions,
-/v1/completions and /v1/models this middleware rewrites it, whoever raised it (validation, auth, body
-limit, the route), into OpenAI's `{"error": {"message", "type", "param", "code"}}`: `type` is
-OpenAI's category for the status, `code` our own error type, and invalid fields answer 400 (as
-OpenAI does) rather than 422.
+/v1/completions, /v1/models, /v1/embeddings, /tokenize and /detokenize this middleware rewrites it,
+whoever raised it (validation, auth, body limit, the route), into OpenAI's
+`{"error": {"message", "type", "param", "code"}}`: `type` is OpenAI's category for the status, `code`
+our own error type, and invalid fields answer 400 (as OpenAI does) rather than 422.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-OPENAI_PREFIXES = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+OPENAI_PREFIXES = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/models",
+    "/v1/embeddings",
+    "/tokenize",
+    "/detokenize",
+)
 
 _TYPES = {
     400: "invalid_request_error",

@@ -1,11 +1,17 @@
 """Serving one OpenAI-style generation: submit for the caller's tenant, then answer whole or as a stream
-of `data:` chunks ending in `data: [DONE]`, recording metrics and spans on the way."""
+of `data:` chunks ending in `data: [DONE]`, recording metrics and spans on the way.
+
+`n` > 1 submits n sequences of the same prompt (seeds `seed`, `seed + 1`, ... when a seed is given),
+which the scheduler decodes side by side in its batch; each prefills on its own, reusing the chunk
+caches that are already stored (the prompt's prefill is not shared between them). A stream
+interleaves their chunks, each with its choice's index.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import Request
@@ -15,12 +21,13 @@ from engine.base import Engine
 from engine.blend.options import BlendOptions
 from engine.events import FinishEvent, TokenEvent
 from engine.prompt import Prompt
-from engine.sampling import SamplingParams
+from engine.sampling import SEED_MAX, SamplingParams
 from server.auth import principal_of
 from server.errors import ApiError
 from server.gateway import Gateway
-from server.generation import collect, submit, timed_events
+from server.generation import collect_all, merged_events, submit_many
 from server.openai_errors import openai_error
+from server.openai_logprobs import TextLogprobs, TokenTexts, chat_logprobs
 from server.openai_responses import (
     ResponseHeader,
     citations_json,
@@ -33,6 +40,7 @@ from server.openai_responses import (
 )
 from server.rag_context import RagContext
 from server.services import Services
+from server.tool_calls import ToolStream
 from server.tracing import PhaseTimes
 
 
@@ -58,6 +66,16 @@ class OpenAIGeneration:
     context: RagContext
     stream: bool
     include_usage: bool
+    n: int = 1
+    token_texts: TokenTexts | None = None  # set when log-probabilities are asked for
+    tools: bool = False  # tools were offered: tool calls are parsed from the output
+
+    def choice_params(self) -> list[SamplingParams]:
+        """The sampling parameters of each of the n sequences: distinct seeds when one is given."""
+        seed = self.params.seed
+        if self.n == 1 or seed is None:
+            return [self.params] * self.n
+        return [replace(self.params, seed=(seed + i) % (SEED_MAX + 1)) for i in range(self.n)]
 
 
 def _record(
@@ -89,7 +107,7 @@ async def respond(
     principal = principal_of(request)
     slot = gateway.streams.acquire(principal) if spec.stream else None
     try:
-        job = submit(services, engine, spec.prompt, spec.params, spec.blend, salt=principal.salt)
+        jobs = submit_many(services, engine, spec.prompt, spec.choice_params(), spec.blend, principal.salt)
     except BaseException:
         if slot is not None:
             slot.release()
@@ -99,20 +117,23 @@ async def respond(
     span_args = (spec.endpoint, request.headers, attributes, at.wall_ns)
     if not spec.stream:
         with gateway.tracing.request_span(*span_args) as span:
-            final = await collect(job, request, at.perf, timeout_s)
-            _record(gateway, spec, final, span, at, gaps_observed=False)
-        return full_response(spec.head, final, spec.context.citations, spec.context.retrieve_ms)
+            finals = await collect_all(jobs, request, at.perf, timeout_s)
+            for final in finals:
+                _record(gateway, spec, final, span, at, gaps_observed=False)
+        return full_response(
+            spec.head, finals, spec.context.citations, spec.context.retrieve_ms, spec.token_texts, spec.tools
+        )
 
     async def body() -> AsyncIterator[bytes]:
         try:
             with gateway.tracing.request_span(*span_args) as span:
-                first = stream_chunk(
-                    spec.head, {"role": "assistant", "content": ""} if spec.head.kind == "chat" else {}
-                )
-                if spec.context.citations:
-                    first["citations"] = citations_json(spec.context.citations)
-                yield sse_data(first)
-                async for chunk in _events(gateway, spec, job, at, timeout_s, span):
+                for index in range(spec.n):
+                    role = {"role": "assistant", "content": ""} if spec.head.kind == "chat" else {}
+                    first = stream_chunk(spec.head, role, index=index)
+                    if spec.context.citations and index == 0:
+                        first["citations"] = citations_json(spec.context.citations)
+                    yield sse_data(first)
+                async for chunk in _events(gateway, spec, jobs, at, timeout_s, span):
                     yield chunk
                 yield sse_data("[DONE]")
         finally:
@@ -123,25 +144,56 @@ async def respond(
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
 
+def _chunk_logprobs(
+    spec: OpenAIGeneration, event: TokenEvent, blocks: list[TextLogprobs]
+) -> dict[str, Any] | None:
+    if spec.token_texts is None or not event.logprobs:
+        return None
+    if spec.head.kind == "chat":
+        return chat_logprobs(event.logprobs, spec.token_texts)
+    return blocks[0].block([lp.token for lp in event.logprobs], event.logprobs)
+
+
 async def _events(
-    gateway: Gateway, spec: OpenAIGeneration, job: Any, at: Received, timeout_s: float, span: Any
+    gateway: Gateway, spec: OpenAIGeneration, jobs: list[Any], at: Received, timeout_s: float, span: Any
 ) -> AsyncIterator[bytes]:
-    """Token chunks, the finishing chunk and (when asked) the usage chunk; errors as one error chunk."""
-    last_token: float | None = None
+    """Token chunks, each choice's finishing chunk and (when asked) the usage chunk once every choice
+    has finished; errors as one error chunk."""
+    last_token: list[float | None] = [None] * len(jobs)
+    finals: list[FinishEvent | None] = [None] * len(jobs)
+    texts = spec.token_texts
+    offsets = [[TextLogprobs(texts)] if texts is not None else [] for _ in jobs]
+    calls = [ToolStream() for _ in jobs] if spec.tools else None
     try:
-        async for event in timed_events(job, at.perf, timeout_s):
+        async for index, event in merged_events(jobs, at.perf, timeout_s):
             if isinstance(event, TokenEvent):
                 now = time.perf_counter()
-                if last_token is not None:
-                    gateway.metrics.inter_token.labels(spec.endpoint).observe(now - last_token)
-                last_token = now
-                if event.text:
-                    yield sse_data(stream_chunk(spec.head, text_delta(spec.head, event.text)))
+                if last_token[index] is not None:
+                    gateway.metrics.inter_token.labels(spec.endpoint).observe(
+                        now - (last_token[index] or now)
+                    )
+                last_token[index] = now
+                logprobs = _chunk_logprobs(spec, event, offsets[index])
+                text = calls[index].feed(event.text) if calls is not None else event.text
+                if text or logprobs is not None:
+                    delta = text_delta(spec.head, text)
+                    yield sse_data(stream_chunk(spec.head, delta, index=index, logprobs=logprobs))
             elif isinstance(event, FinishEvent):
-                yield sse_data(stream_chunk(spec.head, {}, finish_reason(event)))
-                if spec.include_usage:
-                    yield sse_data(usage_chunk(spec.head, event))
+                finals[index] = event
+                reason = finish_reason(event)
+                if calls is not None:
+                    rest, found = calls[index].finish()
+                    last: dict[str, Any] = {"content": rest} if rest else {}
+                    if found:
+                        last["tool_calls"] = [c.as_json(i, with_index=True) for i, c in enumerate(found)]
+                        reason = "tool_calls"
+                    if last:
+                        yield sse_data(stream_chunk(spec.head, last, index=index))
+                yield sse_data(stream_chunk(spec.head, {}, reason, index=index))
                 _record(gateway, spec, event, span, at, gaps_observed=True)
+        done = [f for f in finals if f is not None]
+        if spec.include_usage and len(done) == len(finals):
+            yield sse_data(usage_chunk(spec.head, done))
     except ApiError as exc:
         yield sse_data(openai_error(exc.status, exc.message, exc.kind))
     except Exception as exc:

@@ -29,7 +29,7 @@ from vllm.v1.engine.exceptions import EngineDeadError
 
 from cache.memory_tier import MemoryTier
 from cache.store import ChunkStore
-from engine.base import Engine, EngineUnavailable
+from engine.base import Engine, EngineUnavailable, ScoringUnsupported
 from engine.blend.blender import Blender
 from engine.blend.options import BlendOptions
 from engine.chunk_kv import ChunkKV
@@ -37,14 +37,16 @@ from engine.config import EngineConfig
 from engine.event_sink import EventSink, ThreadSink
 from engine.events import FinishEvent, FinishReason, GenerationEvent, TokenEvent
 from engine.loaded_model import LoadedModel
+from engine.logprobs import TokenLogprob
 from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
+from engine.scoring import ScoredPrompt
 from engine.vllm.handoff import HandoffDir
 from engine.vllm.options import VllmOptions
 from engine.vllm.prepare import Injection, InjectionPlanner
 from engine.vllm.runtime import VllmRuntime, engine_args
-from engine.vllm.sampling_map import finish_reason, to_vllm
+from engine.vllm.sampling_map import finish_reason, from_vllm_logprobs, prompt_scoring_params, to_vllm
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,31 @@ class VllmEngine(Engine):
         self.runtime.call(self._serve(prompt, params, blend, salt, job, job.cancelled))
         return job
 
+    def score(
+        self, prompt: Prompt, blend: BlendOptions | None = None, salt: str = "", top: int = 0
+    ) -> ScoredPrompt:
+        """A full prefill's prompt log-probabilities, from vLLM's own `prompt_logprobs`. Under a blend
+        mode the injected rows are never computed by vLLM, so it has no logits for the text after
+        them: refused (the torch engine scores blended prompts)."""
+        if blend is not None and blend.reuses:
+            raise ScoringUnsupported(
+                f"blend mode {blend.mode}: the vLLM backend scores full prefills only (blend mode full)"
+            )
+        self.check_fits(prompt, 1)
+        self._check_alive()
+        started = time.perf_counter()
+        return self.runtime.call(self._score(prompt, top, started)).result()
+
+    async def _score(self, prompt: Prompt, top: int, started: float) -> ScoredPrompt:
+        sp = prompt_scoring_params(top)
+        entries = None
+        async for out in self.runtime.generate(uuid.uuid4().hex, {"prompt_token_ids": prompt.ids}, sp):
+            entries = out.prompt_logprobs if out.prompt_logprobs is not None else entries
+        ids = prompt.ids
+        scored = from_vllm_logprobs(ids[1:], (entries or [None])[1:], top)
+        usage = {"cached_tokens": 0, "recomputed_tokens": 0}
+        return ScoredPrompt([None, *scored], usage, {"prefill_ms": (time.perf_counter() - started) * 1000})
+
     def close(self) -> None:
         self.runtime.close()
         self.blend_pool.shutdown(wait=True)
@@ -201,6 +228,7 @@ class VllmEngine(Engine):
             vllm_prompt["cache_salt"] = cache_salt
         sp = to_vllm(params, self.eos_ids, injection.spec)
         text, completion, vllm_cached = "", 0, 0
+        logprobs: list[TokenLogprob] = []
         first_token_at: float | None = None
         reason: FinishReason | None = None
         async for out in self.runtime.generate(request_id, vllm_prompt, sp):
@@ -209,9 +237,17 @@ class VllmEngine(Engine):
                 reason = "cancelled"
                 break
             choice = out.outputs[0]
-            for i, token in enumerate(choice.token_ids):
+            ids = [int(t) for t in choice.token_ids]
+            step = (
+                from_vllm_logprobs(ids, choice.logprobs, params.logprobs or 0)
+                if params.logprobs is not None
+                else []
+            )
+            logprobs += step
+            for i, token in enumerate(ids):
                 first_token_at = first_token_at or time.perf_counter()
-                sink.put(TokenEvent(choice.text if i == 0 else "", int(token)))
+                # the delta's text and log-probabilities ride on its first token's event
+                sink.put(TokenEvent(choice.text if i == 0 else "", token, tuple(step) if i == 0 else ()))
             text += choice.text
             completion += len(choice.token_ids)
             vllm_cached = out.num_cached_tokens or vllm_cached
@@ -238,6 +274,7 @@ class VllmEngine(Engine):
                     "moved_tokens": injection.moved_tokens,
                 },
                 extra_timings=timings,
+                logprobs=tuple(logprobs) if params.logprobs is not None else None,
             )
         )
 

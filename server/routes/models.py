@@ -35,6 +35,9 @@ def _card(engine: Engine) -> dict[str, Any]:
         "created": _STARTED,
         "owned_by": "ragblend",
         "max_model_len": engine.max_context,
+        # vLLM's card fields, which its clients read (`vllm bench serve` without --model)
+        "root": engine.model_name,
+        "parent": None,
     }
 
 

@@ -67,6 +67,9 @@ def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
     assert unbounded_numbers(httpx.get(f"{base_url}/openapi.json", timeout=30).json()) == []
     operations = _operations(base_url)
     assert len(operations) >= 15, [op.label for op in operations]
+    labels = {op.label for op in operations}
+    for route in ("POST /tokenize", "POST /detokenize", "POST /v1/embeddings", "POST /v1/completions"):
+        assert route in labels, labels
     failures: list[str] = []
     calls: dict[str, int] = {}
     for op in operations:
@@ -75,6 +78,9 @@ def test_no_generated_request_gets_a_server_error(base_url: str) -> None:
     assert not failures, "\n".join(failures[:10])
     assert sum(calls.values()) >= 10 * len(operations), calls
     assert any(k.startswith("POST /generate") for k in calls), calls
+    assert all(
+        calls.get(r, 0) >= 10 for r in ("POST /tokenize", "POST /detokenize", "POST /v1/embeddings")
+    ), calls
 
 
 def _fuzz(

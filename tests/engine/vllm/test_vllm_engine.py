@@ -156,3 +156,34 @@ def test_stop_strings_seeds_and_early_stop(backend: VllmEngine, prompts: list[Pr
     assert cancel.is_set()
     tokens, _, final = backend_greedy(backend, prompt, STEPS, None, "after-cancel")
     assert tokens == plain[STEPS][0] and final.finish_reason == "length"
+
+
+def test_logprobs_and_scoring_agree_with_the_torch_engine(
+    backend: VllmEngine, engine: TorchEngine, prompts: list[Prompt]
+) -> None:
+    from engine.base import ScoringUnsupported
+
+    prompt = prompts[1]
+    params = SamplingParams(max_tokens=6, logprobs=2)
+    events = list(backend.generate(prompt, params))
+    final = events[-1]
+    assert isinstance(final, FinishEvent) and final.logprobs is not None
+    assert len(final.logprobs) == final.completion_tokens
+    carried = [lp for e in events if not isinstance(e, FinishEvent) for lp in e.logprobs]
+    assert carried == list(final.logprobs)
+    ours = list(engine.generate_unbatched(prompt, params))[-1]
+    assert isinstance(ours, FinishEvent) and ours.logprobs is not None
+    for a, b in zip(final.logprobs, ours.logprobs, strict=False):
+        assert a.token == b.token and abs(a.logprob - b.logprob) < 0.05
+        assert len(a.top) == 2 and a.top[0][0] == a.token
+    scored = backend.score(prompt, None, "", 1)
+    reference = engine.score(prompt, None, "", 1)
+    assert scored.logprobs[0] is None and len(scored.logprobs) == len(prompt)
+    diffs = [
+        abs(a.logprob - b.logprob)
+        for a, b in zip(scored.logprobs[1:], reference.logprobs[1:], strict=True)
+        if a and b
+    ]
+    assert len(diffs) == len(prompt) - 1 and statistics.fmean(diffs) < 0.05
+    with pytest.raises(ScoringUnsupported, match="full prefills only"):
+        backend.score(prompt, BlendOptions(mode="cacheblend"), "", 0)
