@@ -17,7 +17,7 @@ class EmbeddingRequest(BaseModel):
     )
     model: StrictStr | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, gt=0)
+    dimensions: int | None = Field(None, gt=0, le=1 << 16)
     user: StrictStr | None = None
 
     def texts(self) -> list[str]:

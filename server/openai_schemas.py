@@ -105,7 +105,7 @@ class _Sampling(BaseModel):
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     # vLLM's extra sampling fields, which its clients (`vllm bench serve`) send at their neutral values
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
-    min_tokens: int = Field(0, ge=0)
+    min_tokens: int = Field(0, ge=0, le=MAX_TOKENS_BOUND)
     ignore_eos: bool = Field(False, description="decode past end-of-sequence tokens up to max_tokens")
 
     def stop_list(self) -> list[str]:

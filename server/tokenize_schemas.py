@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 from server.openai_schemas import ChatMessageIn
@@ -41,7 +43,7 @@ class DetokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: StrictStr | None = None
-    tokens: list[StrictInt] = Field(max_length=1_000_000)
+    tokens: list[Annotated[StrictInt, Field(ge=0, lt=1 << 31)]] = Field(max_length=1_000_000)
 
 
 class DetokenizeResponse(BaseModel):
