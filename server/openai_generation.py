@@ -128,10 +128,15 @@ async def respond(
         try:
             with gateway.tracing.request_span(*span_args) as span:
                 for index in range(spec.n):
+                    cites = spec.context.citations if index == 0 else None
+                    if spec.head.kind != "chat" and not cites:
+                        # A completion stream opens with its first text: load clients time the first
+                        # token by the first chunk. A chat stream opens with the role, as OpenAI's does.
+                        continue
                     role = {"role": "assistant", "content": ""} if spec.head.kind == "chat" else {}
                     first = stream_chunk(spec.head, role, index=index)
-                    if spec.context.citations and index == 0:
-                        first["citations"] = citations_json(spec.context.citations)
+                    if cites:
+                        first["citations"] = citations_json(cites)
                     yield sse_data(first)
                 async for chunk in _events(gateway, spec, jobs, at, timeout_s, span):
                     yield chunk

@@ -77,6 +77,9 @@ def test_text_completion_whole_and_streamed(client: TestClient) -> None:
     assert body["object"] == "text_completion" and body["choices"][0]["text"]
     chunks = stream_payloads(client.post("/v1/completions", json={**request, "stream": True}).text)
     assert "".join(c["choices"][0]["text"] for c in chunks) == body["choices"][0]["text"]
+    # No empty opening chunk: a load client times the first token by the first chunk it reads.
+    opening = chunks[0]["choices"][0]["text"]
+    assert opening != "" and body["choices"][0]["text"].startswith(opening)
 
 
 def test_models_list_and_lookup(client: TestClient) -> None:
