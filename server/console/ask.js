@@ -3,6 +3,7 @@
 
 import { streamGenerate } from "./api.js";
 import { AnswerView } from "./answer_view.js";
+import { jsonObject } from "./dom.js";
 
 const RATIO_MODES = new Set(["cacheblend", "cachecraft", "probe"]);
 
@@ -46,6 +47,8 @@ export class AskPanel {
       if (!f.collection.value) throw new Error("Collection: create one, or answer from pasted documents");
       body.collection = f.collection.value;
       if (f.top_k.value) body.top_k = Number(f.top_k.value);
+      const filter = jsonObject(f.filter.value, "Metadata filter");
+      if (filter) body.filter = filter;
     } else {
       const docs = f.documents.value.split(/^\s*---\s*$/m).map((d) => d.trim()).filter(Boolean);
       if (!docs.length) throw new Error("Documents: paste at least one document");

@@ -46,3 +46,18 @@ export function pageLabel(pages) {
   const [first, last] = pages;
   return first === last ? `p. ${first}` : `pp. ${first}–${last}`;
 }
+
+// The JSON object typed in an optional field, null when it is empty; an Error naming `label` otherwise.
+export function jsonObject(raw, label) {
+  if (!raw.trim()) return null;
+  let value;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new Error(`${label}: not valid JSON`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new Error(`${label}: expected a JSON object such as {"lang": "en"}`);
+  }
+  return value;
+}

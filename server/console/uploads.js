@@ -1,7 +1,7 @@
 // Adding documents to a collection (file upload or pasted text) and following the ingestion job.
 
 import { apiFetch, apiJson, errorMessage } from "./api.js";
-import { el, plural } from "./dom.js";
+import { el, jsonObject, plural } from "./dom.js";
 
 const POLL_MS = 500;
 const FINISHED = new Set(["succeeded", "failed"]);
@@ -18,14 +18,17 @@ export class UploadForm {
     const f = this.form.elements;
     const files = [...f.files.files];
     const text = f.text.value;
+    const metadata = jsonObject(f.metadata.value, "Metadata");
     if (files.length && text.trim()) throw new Error("choose files or paste text, not both");
     if (files.length) {
       const data = new FormData();
       for (const file of files) data.append("files", file, file.name);
+      if (metadata) data.append("metadata", JSON.stringify(metadata));
       return { body: data };
     }
     if (!text.trim()) throw new Error("choose files (PDF, DOCX, HTML, CSV, Markdown or text), or paste some text");
     const payload = { text, name: f.doc_name.value.trim() || "pasted.txt" };
+    if (metadata) payload.metadata = metadata;
     return { body: JSON.stringify(payload), headers: { "content-type": "application/json" } };
   }
 
