@@ -3,6 +3,7 @@ the collection store, once embedded (SQLite + FAISS) and once shared (Postgres +
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from retrieval.collection_store import CollectionStore
 from retrieval.collections import CollectionManager
 from retrieval.config import ChunkerConfig, CollectionConfig, EmbeddingConfig
 from retrieval.embedder import Embedder
+from retrieval.jobs import JobView
 from retrieval.lm import ChunkingLM
 from retrieval.pg_store import PostgresCollectionStore
 from retrieval.sqlite_store import SqliteCollectionStore
@@ -62,3 +64,14 @@ def manager(open_store: StoreFactory, engine: TorchEngine, embedder: Embedder) -
     m = CollectionManager(open_store(), lambda: engine, embedder_factory=lambda: embedder, job_poll_s=0.2)
     yield m
     m.close()
+
+
+def wait_for_job(manager: CollectionManager, job_id: str, timeout: float) -> JobView:
+    """The job's view once it has succeeded or failed; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = manager.job(job_id)
+        if job.state in ("succeeded", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {manager.job(job_id)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import pytest
@@ -22,19 +23,10 @@ from retrieval.errors import (
     InvalidRequest,
     JobNotFound,
 )
-from retrieval.jobs import JobView
 from retrieval.records import StoredChunk
-from tests.retrieval.conftest import FIXED, NILE, PPL, StoreFactory
+from tests.retrieval.conftest import FIXED, NILE, PPL, StoreFactory, wait_for_job
 
-
-def wait(manager: CollectionManager, job_id: str, timeout: float = 120) -> JobView:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = manager.job(job_id)
-        if job.state in ("succeeded", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {manager.job(job_id)}")
+wait = partial(wait_for_job, timeout=120)
 
 
 def test_collections_lifecycle(manager: CollectionManager) -> None:

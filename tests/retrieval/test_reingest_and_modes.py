@@ -4,16 +4,16 @@ through the collection manager with the real model and embedder, on both stores.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Sequence
+from functools import partial
 
 from engine.chunk_warmup import WarmupReport, warm_chunks
 from engine.torch_engine import TorchEngine
 from retrieval.collections import CollectionManager
 from retrieval.config import ChunkerConfig, CollectionConfig
-from retrieval.jobs import JobView
 from retrieval.metadata import MetadataFilter
 from retrieval.records import StoredChunk
+from tests.retrieval.conftest import wait_for_job
 from tests.texts import PASSAGES
 
 PARAGRAPHS = CollectionConfig(chunker=ChunkerConfig(method="sentences", merge_target=120, max_tokens=256))
@@ -23,14 +23,7 @@ def paragraphs(*indices: int, words: int = 50) -> str:
     return "\n\n".join(" ".join(PASSAGES[i].text.split()[:words]) for i in indices)
 
 
-def wait(m: CollectionManager, job_id: str, timeout: float = 300) -> JobView:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        view = m.job(job_id)
-        if view.state in ("succeeded", "failed"):
-            return view
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+wait = partial(wait_for_job, timeout=300)
 
 
 def test_reingest_unchanged_is_a_noop_and_changed_replaces_keeping_caches_warm(
