@@ -48,21 +48,20 @@ def test_down_server_gives_misses_then_recovers(redis_server: RedisServer) -> No
 
 
 def test_frozen_server_costs_one_timeout(redis_server: RedisServer) -> None:
-    tier = fast_tier(redis_server, backoff_s=0.5)
+    tier = fast_tier(redis_server, backoff_s=3.0)
     entry = make_entry(1)
     tier.put_many([entry])
     redis_server.freeze()
     try:
         start = time.monotonic()
         assert tier.get_many([entry.key]) == [None]
-        assert time.monotonic() - start < 1.5
-        start = time.monotonic()
+        # One 0.3 s timeout, not a hang; loose because the machine is shared.
+        assert time.monotonic() - start < 10
         assert tier.get_many([entry.key]) == [None]  # within the backoff: not even tried
-        assert time.monotonic() - start < 0.25  # a try would cost the 0.3 s timeout
-        assert tier.stats().tier("redis").errors == 1
+        assert tier.stats().tier("redis").errors == 1  # a try would have counted a second error
     finally:
         redis_server.resume()
-    wait_until_healthy(tier)
+    wait_until_healthy(tier, deadline_s=30)
     assert same(tier.get_many([entry.key])[0], entry)
 
 
