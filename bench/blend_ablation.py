@@ -42,6 +42,13 @@ VARIANTS: dict[str, BlendOptions] = {
     "probe r=0.10": replace(P, ratio=0.10),
     "probe r=0.20": replace(P, ratio=0.20),
     "probe r=0.30": replace(P, ratio=0.30),
+    "probe score from L/3": replace(P, probe_from=10),
+    "probe score from 2L/3": replace(P, probe_from=20),
+    "probe craft 1": replace(P, craft_weight=1.0),
+    "probe craft 0.5": replace(P, craft_weight=0.5),
+    "probe full layers 2 dev 1": replace(P, full_layers=2, deviation_weight=1.0),
+    "probe full layers 2 dev 0.5": replace(P, full_layers=2, deviation_weight=0.5),
+    "probe full layers 3 dev 1": replace(P, full_layers=3, deviation_weight=1.0),
 }
 
 
@@ -59,13 +66,19 @@ def table(summary: list[dict], meta: dict) -> str:
         f"{meta['steps']} tokens, dtype {meta['dtype']}, machine {meta['machine']}.",
         f"Command: `{meta['command']}`",
         "",
-        "| variant | logp drop | first token | KL first | TTFT / full | recomputed share |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "TTFT / full is wall time on a shared, loaded machine (noisy); computed share = rows computed "
+        "(uncached + recomputed) / prompt tokens; compute share = row-layers computed, probe and "
+        "full leading layers included, / a full prefill's (BlendResult.compute_share).",
+        "",
+        "| variant | logp drop | first token | KL first | TTFT / full | recomputed share | computed share "
+        "| compute share |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for s in summary:
         lines.append(
             f"| {s['variant']} | {s['logp_drop']:.3f} | {s['first_token']:.2f} | {s['kl_first']:.3f} | "
-            f"{s['ttft_ratio']:.3f} | {s['ratio_used']:.3f} |"
+            f"{s['ttft_ratio']:.3f} | {s['ratio_used']:.3f} | {s['computed_share']:.3f} | "
+            f"{s['compute_share']:.3f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -158,6 +171,8 @@ def main() -> None:
                     "ttft_ratio": ttft / full_ttft,
                     "ratio_used": result.ratio_used,
                     "probe_ms": result.probe_ms,
+                    "computed_share": (n - result.cached_tokens + result.recomputed_tokens) / n,
+                    "compute_share": result.compute_share(len(engine.model.layers)),
                 }
             )
         sel = [r for r in rows if r["variant"] == name]
@@ -169,12 +184,14 @@ def main() -> None:
                 "kl_first": statistics.fmean(r["kl_first"] for r in sel),
                 "ttft_ratio": statistics.median(r["ttft_ratio"] for r in sel),
                 "ratio_used": statistics.fmean(r["ratio_used"] for r in sel),
+                "computed_share": statistics.fmean(r["computed_share"] for r in sel),
+                "compute_share": statistics.fmean(r["compute_share"] for r in sel),
             }
         )
         s = summary[-1]
         print(
             f"{name}: drop {s['logp_drop']:.3f} first {s['first_token']:.2f} kl {s['kl_first']:.3f} "
-            f"ttft {s['ttft_ratio']:.3f} ratio {s['ratio_used']:.3f}",
+            f"ttft {s['ttft_ratio']:.3f} ratio {s['ratio_used']:.3f} compute {s['compute_share']:.3f}",
             flush=True,
         )
         meta = {

@@ -7,13 +7,14 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from torch import Tensor
 
 from cache.entry import ChunkEntry
 from engine.blend.chunk_cache import ChunkCache, context_id
 from engine.blend.options import BlendOptions
 from engine.blend.placement import Placement, extract_rows, place_entries
 from engine.blend.precompute import ChunkKV, precompute_chunk
-from engine.blend.probe import adaptive_pick, probe_scores
+from engine.blend.probe import adaptive_pick, craft_factor, deviation_factor, probe_scores
 from engine.blend.selection import craft_rows, deviation_selector
 from engine.blend.selective import selective_prefill
 from engine.kv_cache import KVCache
@@ -50,6 +51,20 @@ class BlendResult:
     fresh_pieces: list[int] = field(default_factory=list)
     moved_tokens: int = 0  # cached tokens whose context changed (the ones a ratio is a share of)
     probe_ms: float = 0.0
+    probe_rows: int = 0  # rows the probe ran through every layer (0 when no probe ran)
+    full_layers: int = 0  # leading layers computed on every row
+    prompt_tokens: int = 0
+    rows: torch.Tensor | None = None  # the rows computed (uncached and recomputed), sorted
+
+    def compute_share(self, layers: int) -> float:
+        """Row-layers computed (probe, full leading layers, recomputed rows in the rest) over a full
+        prefill's rows x layers: the cost of this prefill as a share of the full one, attention aside."""
+        n = self.prompt_tokens
+        if n == 0 or layers == 0:
+            return 0.0
+        rows = n - self.cached_tokens + self.recomputed_tokens
+        done = self.probe_rows * layers + n * self.full_layers + rows * (layers - self.full_layers)
+        return done / (n * layers)
 
     @property
     def ratio_used(self) -> float:
@@ -116,6 +131,7 @@ class Blender:
         result.kv_fetch_ms = fetch_ms
         result.prefill_ms = (time.perf_counter() - started) * 1000 - fetch_ms
         result.lookups = lookups
+        result.prompt_tokens = len(prompt.ids)
         return result
 
     def _prefix(self, ids: torch.Tensor, kv: KVCache, lookups: list[PieceLookup]) -> BlendResult:
@@ -155,30 +171,57 @@ class Blender:
         forced_rows = torch.tensor(forced, dtype=torch.long)
         candidate_rows = torch.tensor([r for lk, _ in candidates for r in lk.rows], dtype=torch.long)
         probe_ms = 0.0
+        probe_rows = 0
         if opts.mode == "probe" and opts.ratio > 0 and len(candidate_rows):
             t0 = time.perf_counter()
-            scores = probe_scores(self.model, ids, kv, forced_rows, n - query_start, candidate_rows)
-            spans = [(lk.start, lk.end) for lk, _ in candidates]
-            local = adaptive_pick(
-                scores,
-                spans,
-                opts.ratio,
-                opts.min_ratio,
-                opts.error_target,
-                sink=opts.sink_tokens,
-                gamma=opts.budget_gamma,
-                width=opts.widen,
+            scores = probe_scores(
+                self.model, ids, kv, forced_rows, n - query_start, candidate_rows, opts.probe_from
             )
-            probe_ms = (time.perf_counter() - t0) * 1000
-            rows = torch.cat([forced_rows, candidate_rows[local]]).unique(sorted=True)
-            full_layers = min(opts.full_layers, len(self.model.layers))
-            if full_layers == 0:
-                logits, rows = selective_prefill(self.model, ids, kv, rows)
-            else:
-                fixed = rows
-                logits, rows = selective_prefill(
-                    self.model, ids, kv, None, full_layers=full_layers, selector=lambda *_: fixed
+            probe_rows = len(forced_rows)
+            craft = craft_factor([c for _, c in candidates], opts.craft_weight)
+            if craft is not None:
+                scores = scores * craft
+            spans = [(lk.start, lk.end) for lk, _ in candidates]
+
+            def choose(scores: torch.Tensor) -> torch.Tensor:
+                local = adaptive_pick(
+                    scores,
+                    spans,
+                    opts.ratio,
+                    opts.min_ratio,
+                    opts.error_target,
+                    sink=opts.sink_tokens,
+                    gamma=opts.budget_gamma,
+                    width=opts.widen,
                 )
+                return torch.cat([forced_rows, candidate_rows[local]]).unique(sorted=True)
+
+            full_layers = min(opts.full_layers, len(self.model.layers))
+            if opts.deviation_weight > 0 and full_layers >= 2:
+
+                def by_deviation(
+                    _: int, q: Tensor, k: Tensor, v: Tensor, k_old: Tensor, v_old: Tensor
+                ) -> Tensor:
+                    c = candidate_rows.to(k.device)
+                    dev = deviation_factor(
+                        k[:, :, c], v[:, :, c], k_old[:, :, c], v_old[:, :, c], opts.deviation_weight
+                    )
+                    return choose(scores * dev)
+
+                probe_ms = (time.perf_counter() - t0) * 1000
+                logits, rows = selective_prefill(
+                    self.model, ids, kv, None, full_layers=full_layers, selector=by_deviation
+                )
+            else:
+                rows = choose(scores)
+                probe_ms = (time.perf_counter() - t0) * 1000
+                if full_layers == 0:
+                    logits, rows = selective_prefill(self.model, ids, kv, rows)
+                else:
+                    fixed = rows
+                    logits, rows = selective_prefill(
+                        self.model, ids, kv, None, full_layers=full_layers, selector=lambda *_: fixed
+                    )
         elif opts.mode == "cacheblend" and opts.ratio > 0 and len(candidate_rows):
             budget = math.ceil(opts.ratio * len(candidate_rows))
             query_rows = torch.arange(query_start, n)
@@ -196,6 +239,12 @@ class Blender:
         result = BlendResult(kv, logits, cached, len(rows) - len(forced_rows), 0.0, 0.0, fresh_pieces=fresh)
         result.moved_tokens = len(candidate_rows)
         result.probe_ms = probe_ms
+        result.probe_rows = probe_rows
+        result.rows = rows
+        if opts.mode in ("probe", "cacheblend") and len(candidate_rows):
+            result.full_layers = min(
+                opts.full_layers if opts.mode == "probe" else opts.check_layer + 1, len(self.model.layers)
+            )
         return result
 
     def write_back(self, prompt: Prompt, result: BlendResult, opts: BlendOptions, salt: str) -> None:

@@ -35,6 +35,12 @@ class BlendOptions:
       to `widen` neighbours, per-chunk budgets by relevance^`budget_gamma`) are recomputed, with
       layers below `full_layers` on every row. `ratio` is the ceiling; with `error_target` > 0 the
       share stops, from `min_ratio` up, once the unselected score mass is at most that target.
+      Selection refinements (each 0 = off): `probe_from` counts only layers from that one on in the
+      probe's score; `craft_weight` w multiplies each score by (token_inter / its mean)^w, the
+      Cache-Craft statistic of how much the token leaned on its old context (free: stored with the
+      chunk); `deviation_weight` w multiplies it by (K/V deviation at the check layer
+      `full_layers - 1` / its mean)^w (CacheBlend's signal; needs `full_layers` >= 2, since layer-0
+      K/V are context-free and never deviate).
     """
 
     mode: BlendMode = DEFAULT_MODE
@@ -46,6 +52,9 @@ class BlendOptions:
     full_layers: int = 1
     error_target: float = 0.0
     min_ratio: float = 0.0
+    probe_from: int = 0
+    craft_weight: float = 0.0
+    deviation_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in BLEND_MODES:
@@ -58,6 +67,10 @@ class BlendOptions:
             raise ValueError("sink_tokens, widen and full_layers must be >= 0")
         if not 0.0 <= self.error_target <= 1.0 or not 0.0 <= self.min_ratio <= 1.0:
             raise ValueError("error_target and min_ratio must be within [0, 1]")
+        if self.probe_from < 0 or self.craft_weight < 0 or self.deviation_weight < 0:
+            raise ValueError("probe_from, craft_weight and deviation_weight must be >= 0")
+        if self.deviation_weight > 0 and self.full_layers < 2:
+            raise ValueError("deviation_weight needs full_layers >= 2 (layer-0 K/V never deviate)")
 
     @property
     def reuses(self) -> bool:

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from engine.blend.precompute import ChunkKV
 from engine.kv_cache import KVCache
 from engine.model import LlamaModel
 from engine.rope import apply_rope
@@ -27,21 +28,26 @@ def probe_scores(
     rows: torch.Tensor,
     score_rows: int,
     candidates: torch.Tensor,
+    score_from: int = 0,
 ) -> torch.Tensor:
     """Scores [len(candidates)] from running `rows` (sorted; all uncached positions and the question)
     through all layers over `kv`, whose other rows hold placed cached K/V. The last `score_rows` rows
-    (the question) are the ones whose attention counts. Writes the rows' K/V into `kv`; a recompute
+    (the question) are the ones whose attention counts; layers below `score_from` run but do not
+    count (when it is past the last layer, the last layer counts). Writes the rows' K/V into `kv`; a recompute
     that follows overwrites them."""
     cfg = model.cfg
     n = ids.shape[0]
-    group = cfg.num_heads // cfg.num_kv_heads
+    heads, kv_heads = cfg.num_heads, cfg.num_kv_heads
+    group = heads // kv_heads
     scale = 1.0 / math.sqrt(cfg.head_dim)
     device = model.device
     cos, sin = model.rope.lookup(rows)
     rows_cpu, rows, candidates = rows.cpu(), rows.to(device), candidates.to(device)
-    visible = (torch.arange(n)[None, :] <= rows_cpu[:, None]).to(device)  # exact causal mask for the rows
+    r = len(rows_cpu)
+    hidden = (torch.arange(n)[None, :] > rows_cpu[:, None]).to(device)  # exact causal mask for the rows
     total = torch.zeros(len(candidates), device=device)
     h = model.embed[ids.to(device)[rows]]
+    score_from = min(score_from, len(model.layers) - 1)
     for i, layer in enumerate(model.layers):
         q, k, v = layer.project_qkv(h)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -49,15 +55,19 @@ def probe_scores(
         kv.k[i][:, :, rows] = k
         kv.v[i][:, :, rows] = v
         keys, values = kv.view(i, n)
-        keys_g = keys.repeat_interleave(group, dim=1).float()
-        values_g = values.repeat_interleave(group, dim=1).float()
-        logits = (q.float() @ keys_g.transpose(-1, -2)) * scale  # [1, H, R, N]
-        probs = logits.masked_fill(~visible, float("-inf")).softmax(-1)
-        h = layer.finish(h, (probs @ values_g).to(h.dtype))
+        keys, values = keys[0].float(), values[0].float()  # [kv_heads, N, d], not repeated per head
+        # the query heads sharing a K/V head ride as extra rows of one matmul: [kv_heads, group x R, N]
+        qg = q[0].float().reshape(kv_heads, group * r, -1)
+        logits = (qg @ keys.transpose(-1, -2)).mul_(scale).view(kv_heads, group, r, n)
+        probs = logits.masked_fill_(hidden, float("-inf")).softmax(-1)
+        out = (probs.view(kv_heads, group * r, n) @ values).view(1, heads, r, -1)
+        h = layer.finish(h, out.to(h.dtype))
+        if i < score_from:
+            continue
         # attention received by each candidate from the question rows, weighted by its value norm
-        received = probs[0, :, -score_rows:, :][:, :, candidates].sum(1)  # [H, C]
-        vnorm = values_g[0][:, candidates].norm(dim=-1)  # [H, C]
-        s = (received * vnorm).sum(0)
+        received = probs[:, :, -score_rows:].sum(2)[:, :, candidates]  # [kv_heads, group, C]
+        vnorm = values[:, candidates].norm(dim=-1)  # [kv_heads, C]
+        s = (received * vnorm[:, None]).sum((0, 1))
         total += s / s.sum().clamp_min(1e-12)
     return total.cpu()  # the picking that follows is index work, on the CPU
 
@@ -145,3 +155,32 @@ def adaptive_pick(
         if 1.0 - float(scores[chosen].sum()) / total <= target:
             return chosen
     return chosen
+
+
+def craft_factor(chunks: list[ChunkKV], weight: float) -> torch.Tensor | None:
+    """Per-candidate factor (token_inter / its mean)^weight over `chunks` in order, or None when the
+    weight is 0 or a chunk lacks the statistic. token_inter is the attention a token put on its
+    context when cached: the tokens that leaned hardest on a context that has now changed."""
+    if weight <= 0:
+        return None
+    parts: list[torch.Tensor] = []
+    for chunk in chunks:
+        inter = chunk.craft.get("token_inter")
+        if not isinstance(inter, list) or len(inter) != chunk.k.shape[2]:
+            return None
+        parts.append(torch.tensor(inter, dtype=torch.float32))
+    if not parts:
+        return None
+    stat = torch.cat(parts).clamp_min(0)
+    return (stat / stat.mean().clamp_min(1e-12) + 1e-3).pow(weight)
+
+
+def deviation_factor(
+    k: torch.Tensor, v: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Per-candidate factor (K/V deviation / its mean)^weight from fresh and cached rows at the check
+    layer ([1, heads, C, dim] each), on the CPU."""
+    from engine.blend.selection import kv_deviation  # one-way: selection does not import the probe
+
+    dev = kv_deviation(k, v, k_old, v_old).cpu()
+    return (dev / dev.mean().clamp_min(1e-12) + 1e-3).pow(weight)
