@@ -10,11 +10,14 @@ from dataclasses import replace
 
 import pytest
 
+from engine.torch_engine import TorchEngine
 from retrieval.collection_store import CollectionStore
+from retrieval.collections import CollectionManager
+from retrieval.embedder import Embedder
 from retrieval.errors import QueueFull
 from retrieval.jobs import DocumentTask, Job, JobView, job_owner
 from retrieval.pg_store import PostgresCollectionStore
-from tests.retrieval.conftest import FIXED, StoreFactory
+from tests.retrieval.conftest import FIXED, NILE, StoreFactory
 from tests.retrieval.test_collection_store import DIM
 
 EMBEDDER = "all-MiniLM-L6-v2"
@@ -171,3 +174,31 @@ def test_the_cap_holds_when_many_add_at_once(open_store: StoreFactory) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+def test_the_manager_refuses_past_its_cap_with_its_retry_after(
+    open_store: StoreFactory, engine: TorchEngine, embedder: Embedder
+) -> None:
+    m = CollectionManager(
+        open_store(),
+        lambda: engine,
+        embedder_factory=lambda: embedder,
+        max_jobs_per_tenant=2,
+        queue_retry_after_s=9,
+    )
+    try:
+        m._worker.close()  # the jobs stay queued
+        m.create(A, FIXED)
+        m.create(B, FIXED)
+        m.check_queue(A)  # room: no error
+        kept = [m.submit_documents(A, [(f"n{n}.txt", NILE)]).job_id for n in range(2)]
+        for attempt in (lambda: m.check_queue(A), lambda: m.submit_documents(A, [("late.txt", NILE)])):
+            with pytest.raises(QueueFull) as caught:
+                attempt()
+            assert (caught.value.unfinished, caught.value.limit, caught.value.retry_after_s) == (2, 2, 9)
+        assert [m.job(i).state for i in kept] == ["queued", "queued"]
+        assert m.store.unfinished_jobs(job_owner(A)) == 2
+        m.check_queue(B)
+        m.submit_documents(B, [("b.txt", NILE)])
+    finally:
+        m.close()
