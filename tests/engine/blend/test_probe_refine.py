@@ -8,6 +8,7 @@ import torch
 from engine.blend.options import BlendOptions
 from engine.blend.precompute import ChunkKV
 from engine.blend.probe import craft_factor, deviation_factor
+from engine.kv_cache import KVCache
 from engine.prompt import Prompt
 from engine.torch_engine import TorchEngine
 
@@ -88,7 +89,14 @@ def test_deviation_weight_needs_two_full_layers() -> None:
         BlendOptions(mode="probe", craft_weight=-1.0)
 
 
-def _naive_scores(engine: TorchEngine, ids: torch.Tensor, kv, rows: torch.Tensor, score_rows: int, cands):  # type: ignore[no-untyped-def]
+def _naive_scores(
+    engine: TorchEngine,
+    ids: torch.Tensor,
+    kv: KVCache,
+    rows: torch.Tensor,
+    score_rows: int,
+    cands: torch.Tensor,
+) -> torch.Tensor:
     """The probe's scores written the plain way: every query head against its repeated K/V head."""
     import math
 
