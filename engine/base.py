@@ -90,6 +90,33 @@ class Engine(ABC):
         """
         return None
 
+    def submit_jobs(
+        self,
+        prompt: Prompt,
+        params: list[SamplingParams],
+        blend: BlendOptions | None = None,
+        salt: str = "",
+    ) -> list[Job] | None:
+        """The n sequences of one request (`n` > 1), one Job each in `params` order, or None like
+        `submit_job`. All or none: when one is refused, those already submitted are cancelled.
+
+        Rule: sequence i answers as `submit_job(prompt, params[i])` alone would (the caller gives
+        each its own seed). A backend that can shares one prefill (and its blended cache) among
+        them; this default submits them one by one, each prefilling on its own.
+        """
+        jobs: list[Job] = []
+        try:
+            for p in params:
+                job = self.submit_job(prompt, p, blend, salt)
+                if job is None:
+                    return None
+                jobs.append(job)
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
+        return jobs
+
     def score(
         self, prompt: Prompt, blend: BlendOptions | None = None, salt: str = "", top: int = 0
     ) -> ScoredPrompt:

@@ -11,6 +11,7 @@ import torch
 
 from engine.background import BackgroundJob
 from engine.batch_decode import decode_step, decode_weights
+from engine.batch_join import join_batch
 from engine.batch_kv import BatchKV
 from engine.blend.blender import Blender
 from engine.blend.chunk_cache import ChunkCache
@@ -18,7 +19,7 @@ from engine.cold_pieces import store_after_answer
 from engine.config import SchedulerConfig
 from engine.logprobs import TokenLogprob, token_logprobs
 from engine.model import LlamaModel
-from engine.preemptible import PreemptibleTask, TaskAborted, pausing_copy
+from engine.preemptible import PreemptibleTask, pausing_copy
 from engine.prefill_work import prefill_prompt
 from engine.sequence import Sequence
 from engine.stats import StepRecord
@@ -57,12 +58,13 @@ class BatchRunner:
 
     @property
     def active(self) -> int:
-        return len(self.prefilling) + len(self.decoding)
+        """Batch slots taken or promised: a prefilling request holds one per sequence it forks into."""
+        return sum(s.width for s in self.prefilling) + len(self.decoding)
 
     def has_work(self) -> bool:
         return bool(
             self.decoding
-            or any(s.cancel.is_set() or self._can_advance(s) for s in self.prefilling)
+            or any(s.gave_up() or self._can_advance(s) for s in self.prefilling)
             or any(s.write_back is not None and s.write_back.ready for s in self.writing)
             or any(j.task is None or j.task.ready for j in self.background)
         )
@@ -117,54 +119,26 @@ class BatchRunner:
         now = time.perf_counter()
         aging = self.cfg.aging_tokens_per_s
         for seq in sorted(self.prefilling, key=lambda s: s.priority(now, aging)):
-            if seq.prefill is None and not seq.cancel.is_set():
+            if seq.prefill is None and not seq.gave_up():
                 if self._can_advance(seq):
                     self._start_prefill(seq)  # it fetches on its own thread; computes from next step
                 continue
             task = seq.prefill
             if task is None:  # cancelled before it started
                 self.prefilling.remove(seq)
-                self.finish(seq, finished)
+                self.finish_group(seq, finished)
                 continue
-            if seq.cancel.is_set():
+            if seq.gave_up():
                 task.abort()  # its thread ends at its next layer; nobody waits for it
             elif not task.done and task.ready and budget > 0:
                 spent = task.resume(budget)
                 budget -= spent
                 seq.cost_left = max(0, seq.cost_left - spent // self.model.cfg.num_layers)
                 prefilled.append((seq.id, spent))
-            if seq.cancel.is_set() or task.done:
+            if seq.gave_up() or task.done:
                 self.prefilling.remove(seq)
-                self._start_decoding(seq, finished)
+                join_batch(self, seq, finished)
         return budget
-
-    def _start_decoding(self, seq: Sequence, finished: list[int]) -> None:
-        task, seq.prefill = seq.prefill, None
-        assert task is not None
-        if seq.cancel.is_set() or isinstance(task.error, TaskAborted):
-            self.finish(seq, finished)
-            return
-        if task.error is not None or task.result is None:
-            seq.sink.put(task.error or RuntimeError("prefill produced no result"))
-            seq.sink.end()
-            return
-        pre, n = task.result, len(seq.prompt)
-        seq.state.extra_usage, seq.state.extra_timings = pre.usage, pre.timings
-        seq.blend_result, seq.entries = pre.blend, pre.entries
-        self.tokens_in += n
-        try:
-            token = seq.state.sample(pre.logits)
-            self._accept(seq, token, seq.state.logprob_of(pre.logits, token))
-        except Exception as exc:  # out of the batch already: fail it alone, never leave it waiting
-            log.exception("first token of request %s failed", seq.id)
-            seq.sink.put(exc)
-            seq.sink.end()
-            return
-        if seq.state.done:
-            self.finish(seq, finished)
-            return
-        self.batch.add(pre.kv, n, n + seq.params.max_tokens)
-        self.decoding.append(seq)
 
     def _decode(self, finished: list[int]) -> None:
         logits = decode_step(self.model, self.batch, [s.next_token for s in self.decoding])
@@ -176,13 +150,13 @@ class BatchRunner:
         logprobs = batch_logprobs(logits, tokens, [s.state.params.logprobs for s in self.decoding])
         done: list[int] = []
         for slot, seq in enumerate(self.decoding):
-            self._accept(seq, tokens[slot], logprobs[slot])
+            self.accept(seq, tokens[slot], logprobs[slot])
             if seq.state.done:
                 done.append(slot)
         for slot in reversed(done):
             self.finish(self.leave(slot), finished)
 
-    def _accept(self, seq: Sequence, token: int, logprob: TokenLogprob | None = None) -> None:
+    def accept(self, seq: Sequence, token: int, logprob: TokenLogprob | None = None) -> None:
         produced = seq.state.produced
         event = seq.state.accept(token, logprob)
         self.tokens_out += seq.state.produced - produced
@@ -214,6 +188,12 @@ class BatchRunner:
         self.service_s = 0.8 * self.service_s + 0.2 * (time.perf_counter() - seq.state.started)
         if seq.write_back is None:
             seq.sink.end()
+
+    def finish_group(self, seq: Sequence, finished: list[int]) -> None:
+        """Finish a request that never joined the batch: each of its sequences, forks included."""
+        members, seq.forks = seq.members, []
+        for m in members:
+            self.finish(m, finished)
 
     def _advance_write_backs(
         self, budget: int, written: list[tuple[int, int]], chosen: Callable[[Sequence], bool]
@@ -283,10 +263,10 @@ class BatchRunner:
         """Shutting down: every request gets a cancelled final event; no write-back is started."""
         finished: list[int] = []
         for seq in self.prefilling:
-            seq.cancel.set()
+            seq.cancel_all()
             if seq.prefill is not None:
                 seq.prefill.abort()
-            self.finish(seq, finished)
+            self.finish_group(seq, finished)
         self.prefilling = []
         for slot in reversed(range(len(self.decoding))):
             seq = self.leave(slot)

@@ -95,23 +95,52 @@ class Scheduler:
     ) -> int:
         """Queue a request whose events go to `sink`; return its id. Raises QueueFull when
         max_batch_size requests are in the batch and max_waiting more wait behind it."""
+        cancels = [cancel if cancel is not None else threading.Event()]
+        return self.submit_group(prompt, [params], [sink], cancels, blend, salt)[0]
+
+    def submit_group(
+        self,
+        prompt: Prompt,
+        params: list[SamplingParams],
+        sinks: list[EventSink],
+        cancels: list[threading.Event],
+        blend: BlendOptions | None = None,
+        salt: str = "",
+    ) -> list[int]:
+        """Queue the n sequences of one request (one sampling parameters, sink and cancel each): they
+        share one prefill, then decode side by side (engine/batch_join.py). Return their ids. Raises
+        ValueError when n exceeds max_batch_size, QueueFull when there is no room for them."""
+        n = len(params)
+        if not 0 < n <= self.cfg.max_batch_size or not n == len(sinks) == len(cancels):
+            raise ValueError(f"a request of {n} sequences does not fit a batch of {self.cfg.max_batch_size}")
         with self._cond:
             if self._closed:
                 raise RuntimeError("the scheduler is closed")
-            if len(self._waiting) + self.runner.active >= self.cfg.max_batch_size + self.cfg.max_waiting:
+            waiting = sum(s.width for s in self._waiting)
+            if waiting + self.runner.active + n > self.cfg.max_batch_size + self.cfg.max_waiting:
                 raise QueueFull(self._retry_after())
             started = time.perf_counter()
-            state = DecodeState(
-                self.tokenizer, self.eos_ids, params, prompt_tokens=len(prompt), started=started
-            )
-            cancel = cancel if cancel is not None else threading.Event()
-            seq = Sequence(next(self._ids), prompt, params, blend, salt, sink, cancel, state)
+            members = [
+                Sequence(
+                    next(self._ids),
+                    prompt,
+                    p,
+                    blend,
+                    salt,
+                    sink,
+                    cancel,
+                    DecodeState(self.tokenizer, self.eos_ids, p, prompt_tokens=len(prompt), started=started),
+                )
+                for p, sink, cancel in zip(params, sinks, cancels, strict=True)
+            ]
+            seq = members[0]
+            seq.forks = members[1:]
             seq.cost_left = len(prompt)  # until priced on the scheduler's thread (a store lookup)
             self._waiting.append(seq)
             self._unpriced.append(seq)
             self._start_thread()
             self._cond.notify_all()
-        return seq.id
+        return [m.id for m in members]
 
     def run_background(self, fn: Callable[[], T], name: str) -> BackgroundJob[T]:
         """Run `fn` at background priority; it may call `background_model`'s forward, whose layers
@@ -203,8 +232,8 @@ class Scheduler:
         with self._cond:
             waiting, self._waiting = list(self._waiting), deque()
         for seq in waiting:
-            seq.cancel.set()
-            runner.finish(seq, [])
+            seq.cancel_all()
+            runner.finish_group(seq, [])
         runner.cancel_all()
         with self._cond:
             pending, self._background = self._background, []
@@ -212,9 +241,15 @@ class Scheduler:
             job.settle()
 
     def _has_work(self) -> bool:
-        room = self.runner.active < self.cfg.max_batch_size
-        gave_up = any(s.cancel.is_set() for s in self._waiting)
-        return bool(self._waiting and room) or gave_up or bool(self._background) or self.runner.has_work()
+        room = self.cfg.max_batch_size - self.runner.active
+        gave_up = any(s.gave_up() for s in self._waiting)
+        fits = bool(_admissible(self._order(time.perf_counter()), room))
+        return fits or gave_up or bool(self._background) or self.runner.has_work()
+
+    def _order(self, now: float) -> list[Sequence]:
+        """The waiting requests nobody gave up on, in admission order (call with the lock held)."""
+        live = (s for s in self._waiting if not s.gave_up())
+        return sorted(live, key=lambda s: s.priority(now, self.cfg.aging_tokens_per_s))
 
     def _step(self) -> StepRecord:
         finished: list[int] = []
@@ -228,18 +263,27 @@ class Scheduler:
         now = time.perf_counter()
         with self._cond:
             # A request that gave up while waiting leaves at once, never prefilled.
-            gave_up = [s for s in self._waiting if s.cancel.is_set()]
-            order = sorted(
-                (s for s in self._waiting if not s.cancel.is_set()),
-                key=lambda s: s.priority(now, self.cfg.aging_tokens_per_s),
-            )
-            room = max(0, self.cfg.max_batch_size - self.runner.active)
-            admitted, self._waiting = order[:room], deque(order[room:])
+            gave_up = [s for s in self._waiting if s.gave_up()]
+            order = self._order(now)
+            admitted = _admissible(order, self.cfg.max_batch_size - self.runner.active)
+            self._waiting = deque(order[len(admitted) :])
         for seq in gave_up:
-            self.runner.finish(seq, finished)
+            self.runner.finish_group(seq, finished)
         for seq in admitted:
             self.runner.admit(seq)
         record = self.runner.step(self._steps)
         return StepRecord(
             record.index, record.decoded, record.prefilled, record.written, tuple(finished) + record.finished
         )
+
+
+def _admissible(order: list[Sequence], room: int) -> list[Sequence]:
+    """The leading requests, in priority order, whose sequences fit the free batch slots together; a
+    request of n sequences that does not fit yet holds back those behind it, so it is never starved."""
+    taken: list[Sequence] = []
+    for seq in order:
+        if seq.width > room:
+            break
+        taken.append(seq)
+        room -= seq.width
+    return taken

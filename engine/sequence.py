@@ -36,6 +36,27 @@ class Sequence:
     # Tokens of prefill work still to do after reuse (estimated at submission; engine/prefill_cost.py).
     cost_left: int = 0
     last_slice: float = 0.0  # when its write-back last ran, for background aging
+    # The other sequences of an `n` > 1 request, sharing this one's prefill (engine/forks.py): each
+    # with its own state, sink and cancel; they join the batch with it when the prefill is done.
+    forks: list[Sequence] = field(default_factory=list)
+
+    @property
+    def members(self) -> list[Sequence]:
+        """This sequence and its forks, in the request's choice order."""
+        return [self, *self.forks]
+
+    @property
+    def width(self) -> int:
+        """The batch slots the request takes once prefilled: one per sequence."""
+        return 1 + len(self.forks)
+
+    def gave_up(self) -> bool:
+        """Every sequence sharing the prefill was cancelled: nobody waits for it any more."""
+        return all(m.cancel.is_set() for m in self.members)
+
+    def cancel_all(self) -> None:
+        for m in self.members:
+            m.cancel.set()
 
     def priority(self, now: float, aging_tokens_per_s: float) -> float:
         """Shortest remaining prefill first; waiting earns credit so a long prompt is never starved."""

@@ -117,6 +117,33 @@ class TorchEngine(Engine):
         self.scheduler.submit(prompt, params, job, job.cancelled, blend, salt)
         return job
 
+    def submit_jobs(
+        self,
+        prompt: Prompt,
+        params: list[SamplingParams],
+        blend: BlendOptions | None = None,
+        salt: str = "",
+    ) -> list[Job] | None:
+        """One shared prefill per group of at most max_batch_size sequences (engine/batch_join.py)."""
+        scheduler = self.scheduler
+        if scheduler is None:
+            return None
+        for p in params:
+            self.check_fits(prompt, p.max_tokens)
+        loop = asyncio.get_running_loop()
+        jobs = [Job(None, loop) for _ in params]
+        width = scheduler.cfg.max_batch_size
+        try:
+            for at in range(0, len(params), width):
+                group = jobs[at : at + width]
+                cancels = [j.cancelled for j in group]
+                scheduler.submit_group(prompt, params[at : at + width], list(group), cancels, blend, salt)
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
+        return jobs
+
     def score(
         self, prompt: Prompt, blend: BlendOptions | None = None, salt: str = "", top: int = 0
     ) -> ScoredPrompt:

@@ -62,8 +62,19 @@ def submit_many(
     blend: BlendOptions | None = None,
     salt: str = "",
 ) -> list[Job]:
-    """One job per sampling parameters (the `n` sequences of a request), all or none: when one is
-    refused (a full queue), those already submitted are cancelled."""
+    """The `n` sequences of a request, all or none: through the engine's own scheduler, which may
+    share their prefill (`Engine.submit_jobs`), or one by one on the queue; when one is refused (a
+    full queue), those already submitted are cancelled."""
+    if len(params) == 1:
+        return [submit(services, engine, prompt, params[0], blend, salt)]
+    try:
+        batched = engine.submit_jobs(prompt, params, blend, salt)
+    except QueueFull as exc:
+        raise ApiError(503, str(exc), "overloaded", headers={"Retry-After": str(exc.retry_after)}) from exc
+    except EngineUnavailable as exc:
+        raise ApiError(503, str(exc), "unavailable", headers={"Retry-After": "5"}) from exc
+    if batched is not None:
+        return batched
     jobs: list[Job] = []
     try:
         for p in params:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from engine.events import FinishEvent
@@ -27,7 +27,7 @@ class _QueueCollector(Collector):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         queue = self.services.queue
         stats_of = getattr(self.services.engine, "stats", None)
         stats = stats_of() if callable(stats_of) else None
@@ -44,6 +44,12 @@ class _QueueCollector(Collector):
                 "ragblend_requests_writing_back",
                 "answered requests still storing chunk caches",
                 stats.writing_back,
+            )
+            # the n sequences of one request share one prefill: its prompt counts here once
+            yield CounterMetricFamily(
+                "ragblend_engine_prefilled_tokens",
+                "prompt tokens the engine's scheduler prefilled",
+                stats.tokens_in,
             )
         engine = self.services.engine
         gate = getattr(engine, "blend_gate", None)
@@ -118,16 +124,21 @@ class ServingMetrics:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route, str(status)).observe(seconds)
 
-    def observe_finish(self, endpoint: str, final: FinishEvent, gaps_observed: bool = False) -> None:
+    def observe_finish(
+        self, endpoint: str, final: FinishEvent, gaps_observed: bool = False, prompt: bool = True
+    ) -> None:
         """A finished generation; without per-token times (`gaps_observed` False: the answer was not
-        streamed by the caller) the mean gap between its tokens stands for each gap."""
+        streamed by the caller) the mean gap between its tokens stands for each gap. `prompt` False
+        for the other sequences of an `n` > 1 request: their prompt (and its reuse) counts once."""
         self.ttft.labels(endpoint).observe(final.ttft_ms / 1000)
         if not gaps_observed and final.completion_tokens > 1:
             gap = (final.total_ms - final.ttft_ms) / 1000 / (final.completion_tokens - 1)
             for _ in range(final.completion_tokens - 1):
                 self.inter_token.labels(endpoint).observe(gap)
-        self.prompt_tokens.labels(endpoint).inc(final.prompt_tokens)
         self.generation_tokens.labels(endpoint).inc(final.completion_tokens)
+        if not prompt:
+            return
+        self.prompt_tokens.labels(endpoint).inc(final.prompt_tokens)
         cached = final.extra_usage.get("cached_tokens", 0)
         recomputed = final.extra_usage.get("recomputed_tokens", 0)
         self.cached_tokens.labels(endpoint).inc(cached)

@@ -1,10 +1,9 @@
 """Serving one OpenAI-style generation: submit for the caller's tenant, then answer whole or as a stream
 of `data:` chunks ending in `data: [DONE]`, recording metrics and spans on the way.
 
-`n` > 1 submits n sequences of the same prompt (seeds `seed`, `seed + 1`, ... when a seed is given),
-which the scheduler decodes side by side in its batch; each prefills on its own, reusing the chunk
-caches that are already stored (the prompt's prefill is not shared between them). A stream
-interleaves their chunks, each with its choice's index.
+`n` > 1 submits n sequences of the same prompt (seeds `seed`, `seed + 1`, ... when a seed is given)
+through `Engine.submit_jobs`: a batching engine prefills the prompt once for all of them and decodes
+them side by side. A stream interleaves their chunks, each with its choice's index.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from server.auth import principal_of
 from server.errors import ApiError
 from server.gateway import Gateway
 from server.generation import collect_all, merged_events, submit_many
+from server.openai_echo import Echo
 from server.openai_errors import openai_error
 from server.openai_logprobs import TextLogprobs, TokenTexts, chat_logprobs
 from server.openai_responses import (
@@ -69,6 +69,7 @@ class OpenAIGeneration:
     n: int = 1
     token_texts: TokenTexts | None = None  # set when log-probabilities are asked for
     tools: bool = False  # tools were offered: tool calls are parsed from the output
+    echo: Echo | None = None  # completions' `echo`: each choice repeats the prompt first
 
     def choice_params(self) -> list[SamplingParams]:
         """The sampling parameters of each of the n sequences: distinct seeds when one is given."""
@@ -79,9 +80,16 @@ class OpenAIGeneration:
 
 
 def _record(
-    gateway: Gateway, spec: OpenAIGeneration, final: FinishEvent, span: Any, at: Received, gaps_observed: bool
+    gateway: Gateway,
+    spec: OpenAIGeneration,
+    final: FinishEvent,
+    span: Any,
+    at: Received,
+    gaps_observed: bool,
+    first: bool,
 ) -> None:
-    gateway.metrics.observe_finish(spec.endpoint, final, gaps_observed)
+    """Metrics and span of one finished sequence; the prompt is counted with the `first` only."""
+    gateway.metrics.observe_finish(spec.endpoint, final, gaps_observed, prompt=first)
     span.set_attribute("ragblend.prompt_tokens", final.prompt_tokens)
     span.set_attribute("ragblend.completion_tokens", final.completion_tokens)
     span.set_attribute("ragblend.cached_tokens", final.extra_usage.get("cached_tokens", 0))
@@ -118,27 +126,39 @@ async def respond(
     if not spec.stream:
         with gateway.tracing.request_span(*span_args) as span:
             finals = await collect_all(jobs, request, at.perf, timeout_s)
-            for final in finals:
-                _record(gateway, spec, final, span, at, gaps_observed=False)
+            for index, final in enumerate(finals):
+                _record(gateway, spec, final, span, at, gaps_observed=False, first=index == 0)
         return full_response(
-            spec.head, finals, spec.context.citations, spec.context.retrieve_ms, spec.token_texts, spec.tools
+            spec.head,
+            finals,
+            spec.context.citations,
+            spec.context.retrieve_ms,
+            spec.token_texts,
+            spec.tools,
+            spec.echo,
         )
 
     async def body() -> AsyncIterator[bytes]:
         try:
             with gateway.tracing.request_span(*span_args) as span:
+                texts = spec.token_texts
+                offsets = [TextLogprobs(texts) if texts is not None else None for _ in jobs]
                 for index in range(spec.n):
                     cites = spec.context.citations if index == 0 else None
-                    if spec.head.kind != "chat" and not cites:
+                    echo, lp = spec.echo, offsets[index]
+                    if spec.head.kind != "chat" and not cites and echo is None:
                         # A completion stream opens with its first text: load clients time the first
                         # token by the first chunk. A chat stream opens with the role, as OpenAI's does.
                         continue
                     role = {"role": "assistant", "content": ""} if spec.head.kind == "chat" else {}
                     first = stream_chunk(spec.head, role, index=index)
+                    if echo is not None:  # the prompt, then what is generated (openai_echo.py)
+                        block = echo.block(lp) if lp is not None else None
+                        first = stream_chunk(spec.head, {"text": echo.text}, index=index, logprobs=block)
                     if cites:
                         first["citations"] = citations_json(cites)
                     yield sse_data(first)
-                async for chunk in _events(gateway, spec, jobs, at, timeout_s, span):
+                async for chunk in _events(gateway, spec, jobs, at, timeout_s, span, offsets):
                     yield chunk
                 yield sse_data("[DONE]")
         finally:
@@ -150,24 +170,28 @@ async def respond(
 
 
 def _chunk_logprobs(
-    spec: OpenAIGeneration, event: TokenEvent, blocks: list[TextLogprobs]
+    spec: OpenAIGeneration, event: TokenEvent, offsets: TextLogprobs | None
 ) -> dict[str, Any] | None:
-    if spec.token_texts is None or not event.logprobs:
+    if spec.token_texts is None or offsets is None or not event.logprobs:
         return None
     if spec.head.kind == "chat":
         return chat_logprobs(event.logprobs, spec.token_texts)
-    return blocks[0].block([lp.token for lp in event.logprobs], event.logprobs)
+    return offsets.block([lp.token for lp in event.logprobs], event.logprobs)
 
 
 async def _events(
-    gateway: Gateway, spec: OpenAIGeneration, jobs: list[Any], at: Received, timeout_s: float, span: Any
+    gateway: Gateway,
+    spec: OpenAIGeneration,
+    jobs: list[Any],
+    at: Received,
+    timeout_s: float,
+    span: Any,
+    offsets: list[TextLogprobs | None],
 ) -> AsyncIterator[bytes]:
     """Token chunks, each choice's finishing chunk and (when asked) the usage chunk once every choice
-    has finished; errors as one error chunk."""
+    has finished; errors as one error chunk. `offsets` carry each choice's `text_offset` on."""
     last_token: list[float | None] = [None] * len(jobs)
     finals: list[FinishEvent | None] = [None] * len(jobs)
-    texts = spec.token_texts
-    offsets = [[TextLogprobs(texts)] if texts is not None else [] for _ in jobs]
     calls = [ToolStream() for _ in jobs] if spec.tools else None
     try:
         async for index, event in merged_events(jobs, at.perf, timeout_s):
@@ -195,7 +219,8 @@ async def _events(
                     if last:
                         yield sse_data(stream_chunk(spec.head, last, index=index))
                 yield sse_data(stream_chunk(spec.head, {}, reason, index=index))
-                _record(gateway, spec, event, span, at, gaps_observed=True)
+                first = sum(f is not None for f in finals) == 1
+                _record(gateway, spec, event, span, at, gaps_observed=True, first=first)
         done = [f for f in finals if f is not None]
         if spec.include_usage and len(done) == len(finals):
             yield sse_data(usage_chunk(spec.head, done))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.events import FinishEvent
+from server.openai_echo import Echo, joined
 from server.openai_logprobs import TextLogprobs, TokenTexts, chat_logprobs
 from server.rag_context import Citation
 from server.schemas import recompute_ratio
@@ -87,7 +88,9 @@ def full_response(
     retrieve_ms: float | None,
     texts: TokenTexts | None = None,
     tools: bool = False,
+    echo: Echo | None = None,
 ) -> dict[str, Any]:
+    """The whole answer; with `echo` each completion choice starts with the prompt (openai_echo.py)."""
     choices = []
     for index, final in enumerate(finals):
         choice: dict[str, Any] = {
@@ -101,6 +104,13 @@ def full_response(
             if calls:
                 choice["message"]["tool_calls"] = [c.as_json(i) for i, c in enumerate(calls)]
                 choice["finish_reason"] = "tool_calls"
+        elif echo is not None:
+            choice["text"] = echo.text + final.text
+            if texts is not None and final.logprobs is not None:
+                offsets = TextLogprobs(texts)
+                prompt_block = echo.block(offsets)
+                generated = offsets.block([lp.token for lp in final.logprobs], final.logprobs)
+                choice["logprobs"] = joined(prompt_block, generated)
         else:
             choice["text"] = final.text
         choices.append(choice)

@@ -177,7 +177,8 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """POST /v1/completions: raw text continuation of `prompt` (no chat template). Extra fields:
     `documents` go before it as cached pieces (after the model's RAG system turn), `blend` chooses
-    how they are reused. `echo` with `max_tokens: 0` scores the prompt instead of continuing it."""
+    how they are reused. `echo` with `max_tokens: 0` scores the prompt instead of continuing it; with
+    a generation the prompt comes back before it (server/openai_echo.py)."""
 
     prompt: StrictStr | list[StrictStr]
     max_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_BOUND)
@@ -200,8 +201,6 @@ class CompletionRequest(_Sampling):
     def unsupported(self) -> str | None:
         if not isinstance(self.prompt, str) and len(self.prompt) != 1:
             return "prompt: give one prompt (a string or a list of one string)"
-        if self.echo and self.max_tokens != 0:
-            return "echo: only with max_tokens 0 (scoring the prompt); echo of a generation is not supported"
         if self.max_tokens == 0 and not self.echo:
             return "max_tokens: 0 only with echo: true (scoring the prompt)"
         if self.scoring and self.n != 1:

@@ -1,16 +1,15 @@
 """POST /v1/completions: OpenAI-compatible raw text completion (no chat template), optionally after
-`documents` blended as `blend` says; `echo` with `max_tokens: 0` scores the prompt instead."""
+`documents` blended as `blend` says; `echo` with `max_tokens: 0` scores the prompt instead, with a
+generation it repeats the prompt before the generated text (server/openai_echo.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from engine.base import Engine, PromptTooLong, ScoringUnsupported
+from engine.base import Engine
 from engine.blend.options import BlendOptions
 from engine.prompt import Prompt
 from engine.sampling import SamplingParams
@@ -19,6 +18,7 @@ from server.deps import EngineDep, ServicesDep
 from server.errors import ApiError
 from server.gateway import GatewayDep
 from server.openai_context import check_documents, check_sampling
+from server.openai_echo import Echo, score_prompt
 from server.openai_generation import OpenAIGeneration, Received, respond
 from server.openai_logprobs import TextLogprobs, TokenTexts
 from server.openai_prompts import completion_prompt, engine_tokenizer
@@ -57,6 +57,12 @@ async def completions(
         return await _score(services, engine, request, head, prompt, blend, body)
     max_tokens = check_sampling(body.max_tokens, body.stop_list(), services.settings)
     prompt = await completion_prompt(engine, text, max_tokens, body.documents)
+    texts = TokenTexts(engine_tokenizer(engine)) if body.logprobs is not None or body.echo else None
+    echo = None
+    if body.echo and texts is not None:
+        salt, timeout_s = principal_of(request).salt, services.settings.request_timeout_s
+        scored = (blend, salt, body.logprobs, timeout_s) if body.logprobs is not None else None
+        echo = await Echo.of(engine, prompt, texts, scored)
     spec = OpenAIGeneration(
         head=head,
         endpoint="/v1/completions",
@@ -75,7 +81,8 @@ async def completions(
         stream=body.stream,
         include_usage=body.include_usage(),
         n=body.n,
-        token_texts=TokenTexts(engine_tokenizer(engine)) if body.logprobs is not None else None,
+        token_texts=texts if body.logprobs is not None else None,
+        echo=echo,
     )
     return await respond(request, services, gateway, engine, spec, at)
 
@@ -93,13 +100,7 @@ async def _score(
     of each of its tokens (null for the first, and under a blend for the cached pieces' tokens)."""
     salt = principal_of(request).salt
     top = body.logprobs or 0
-    try:
-        async with asyncio.timeout(services.settings.request_timeout_s):
-            scored = await run_in_threadpool(engine.score, prompt, blend, salt, top)
-    except TimeoutError:
-        raise ApiError(504, "scoring exceeded the request timeout", "timeout") from None
-    except (ScoringUnsupported, PromptTooLong) as exc:
-        raise ApiError(400, str(exc), "unsupported_parameter") from exc
+    scored = await score_prompt(engine, prompt, blend, salt, top, services.settings.request_timeout_s)
     texts = TokenTexts(engine_tokenizer(engine))
     ids = prompt.ids
     logprobs = TextLogprobs(texts).block(ids, scored.logprobs) if body.logprobs is not None else None

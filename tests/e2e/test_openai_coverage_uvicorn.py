@@ -145,3 +145,65 @@ def test_tokenize_counts_what_chat_sends(base: str, client: openai.OpenAI) -> No
     back = httpx.post(f"{base}/detokenize", json={"tokens": counted["tokens"]}, headers=headers, timeout=60)
     assert "Say hi." in back.json()["prompt"]
     assert httpx.post(f"{base}/tokenize", json={"prompt": "x"}, timeout=60).status_code == 401
+
+
+def _metric(base: str, sample: str) -> float:
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=60).text
+    return float(next(x for x in text.splitlines() if x.startswith(sample + " ")).split()[-1])
+
+
+def _prefilled(base: str) -> float:
+    """The engine's prompt tokens prefilled so far."""
+    return _metric(base, "ragblend_engine_prefilled_tokens_total")
+
+
+COMPLETION_PROMPTS = 'ragblend_prompt_tokens_total{endpoint="/v1/completions"}'
+
+
+def test_n_sequences_share_one_prefill(base: str, client: openai.OpenAI) -> None:
+    model = _model(client)
+    prompt = "The three primary colours are"
+    one = client.completions.create(model=model, prompt=prompt, max_tokens=6, temperature=0)
+    before, served = _prefilled(base), _metric(base, COMPLETION_PROMPTS)
+    three = client.completions.create(model=model, prompt=prompt, max_tokens=6, temperature=0, n=3)
+    assert three.usage is not None and one.usage is not None
+    assert _prefilled(base) - before == three.usage.prompt_tokens  # one prefill for the three
+    assert _metric(base, COMPLETION_PROMPTS) - served == three.usage.prompt_tokens
+    assert three.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt counted once
+    assert three.usage.completion_tokens == 3 * one.usage.completion_tokens
+    assert [c.text for c in three.choices] == [one.choices[0].text] * 3
+
+
+def test_n_seeded_sequence_i_answers_as_seed_plus_i(client: openai.OpenAI) -> None:
+    prompt = "The three primary colours are"
+    sampled = {"model": _model(client), "prompt": prompt, "max_tokens": 6, "temperature": 1.0}
+    singles = [client.completions.create(seed=40 + i, **sampled).choices[0].text for i in range(3)]  # type: ignore[call-overload]
+    stream = client.completions.create(n=3, seed=40, stream=True, **sampled)  # type: ignore[call-overload]
+    texts = ["", "", ""]
+    for chunk in stream:
+        for c in chunk.choices:
+            texts[c.index] += c.text
+    assert texts == singles
+    whole = client.completions.create(n=3, seed=40, **sampled)  # type: ignore[call-overload]
+    assert [c.text for c in whole.choices] == singles
+
+
+def test_echo_with_a_generation(client: openai.OpenAI) -> None:
+    model = _model(client)
+    prompt = "One, two, three,"
+    plain = client.completions.create(model=model, prompt=prompt, max_tokens=4, temperature=0)
+    done = client.completions.create(
+        model=model, prompt=prompt, max_tokens=4, temperature=0, echo=True, logprobs=1
+    )
+    text = done.choices[0].text
+    assert text.endswith(prompt + plain.choices[0].text)
+    lp = done.choices[0].logprobs
+    assert lp is not None and lp.tokens is not None and lp.token_logprobs is not None
+    assert "".join(lp.tokens) == text and lp.token_logprobs[0] is None
+    assert done.usage is not None and len(lp.tokens) == done.usage.total_tokens
+    assert all(x is not None and x <= 0 for x in lp.token_logprobs[1:])
+    stream = client.completions.create(
+        model=model, prompt=prompt, max_tokens=4, temperature=0, echo=True, stream=True
+    )
+    chunks = [c.choices[0].text for c in stream if c.choices]
+    assert chunks[0].endswith(prompt) and "".join(chunks) == text

@@ -142,6 +142,47 @@ def test_n_choices_whole_and_streamed(client: TestClient) -> None:
     assert greedy["choices"][0]["text"] == greedy["choices"][1]["text"]
 
 
+def test_echo_with_a_generation_repeats_the_prompt_first(client: TestClient) -> None:
+    prompt = "One, two, three,"
+    base = {"prompt": prompt, "max_tokens": 5, "temperature": 0}
+    generated = client.post("/v1/completions", json=base).json()["choices"][0]["text"]
+    scored = client.post("/v1/completions", json={**base, "max_tokens": 0, "echo": True, "logprobs": 1})
+    prompt_text = scored.json()["choices"][0]["text"]
+    prompt_lp = scored.json()["choices"][0]["logprobs"]
+    assert prompt in prompt_text
+    r = client.post("/v1/completions", json={**base, "echo": True, "logprobs": 1})
+    assert r.status_code == 200, r.text
+    choice, usage = r.json()["choices"][0], r.json()["usage"]
+    assert choice["text"] == prompt_text + generated
+    lp = choice["logprobs"]
+    assert "".join(lp["tokens"]) == choice["text"]
+    assert len(lp["tokens"]) == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert lp["text_offset"] == [sum(len(t) for t in lp["tokens"][:i]) for i in range(len(lp["tokens"]))]
+    k = usage["prompt_tokens"]
+    assert lp["tokens"][:k] == prompt_lp["tokens"] and lp["token_logprobs"][0] is None
+    assert all(
+        math.isclose(a, b, abs_tol=1e-4)
+        for a, b in zip(lp["token_logprobs"][1:k], prompt_lp["token_logprobs"][1:], strict=True)
+    )
+    assert all(x is not None and x <= 0 for x in lp["token_logprobs"][k:])
+    plain = client.post("/v1/completions", json={**base, "echo": True, "n": 2}).json()
+    assert [c["text"] for c in plain["choices"]] == [prompt_text + generated] * 2
+    assert all(c["logprobs"] is None for c in plain["choices"])
+    chunks = stream_payloads(
+        client.post("/v1/completions", json={**base, "echo": True, "logprobs": 1, "stream": True}).text
+    )
+    assert chunks[0]["choices"][0]["text"] == prompt_text  # the prompt comes first, with its scores
+    assert chunks[0]["choices"][0]["logprobs"]["tokens"] == prompt_lp["tokens"]
+    assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == choice["text"]
+    offsets = [
+        o
+        for c in chunks
+        if c["choices"] and c["choices"][0]["logprobs"]
+        for o in c["choices"][0]["logprobs"]["text_offset"]
+    ]
+    assert offsets == lp["text_offset"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "needle"),
     [
@@ -150,7 +191,6 @@ def test_n_choices_whole_and_streamed(client: TestClient) -> None:
         ("/v1/chat/completions", chat("hi", n=17), "n"),
         ("/v1/chat/completions", chat("hi", n=0), "n"),
         ("/v1/completions", {"prompt": "a", "max_tokens": 0}, "only with echo"),
-        ("/v1/completions", {"prompt": "a", "max_tokens": 3, "echo": True}, "only with max_tokens 0"),
         ("/v1/completions", {"prompt": "a", "max_tokens": 0, "echo": True, "n": 2}, "one choice"),
         ("/v1/completions", {"prompt": "a", "logprobs": 30}, "logprobs"),
         ("/v1/completions", {"prompt": "a", "documents": [" "]}, "documents.0"),

@@ -127,7 +127,6 @@ def test_prompt_beyond_the_context_names_both_sizes(client: TestClient) -> None:
 
 def test_completions_refuse_unsupported_options(client: TestClient) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"echo": True}, "echo"),
         ({"prompt": ["a", "b"]}, "one prompt"),
         ({"prompt": ""}, "empty"),
     ]
