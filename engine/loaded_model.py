@@ -55,8 +55,11 @@ class LoadedModel:
         return self.model.device
 
     @classmethod
-    def load(cls, cfg: EngineConfig, device: str | torch.device | None = None) -> LoadedModel:
-        """Load `cfg.model_dir` onto `device` (default: `cfg.device`, resolved)."""
+    def load(
+        cls, cfg: EngineConfig, device: str | torch.device | None = None, weights: bool = True
+    ) -> LoadedModel:
+        """Load `cfg.model_dir` onto `device` (default: `cfg.device`, resolved). Without `weights`
+        the model is a weightless shell (LlamaModel.shell): everything else is loaded."""
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         model_config = ModelConfig.from_dir(cfg.model_dir)
@@ -67,7 +70,10 @@ class LoadedModel:
         )
         tokenizer = AutoTokenizer.from_pretrained(str(cfg.model_dir))
         dtype = EngineConfig(cfg.model_dir, dtype=dtype_name).torch_dtype
-        model = LlamaModel.load(cfg.model_dir, model_config, dtype, max_context, target)
+        if weights:
+            model = LlamaModel.load(cfg.model_dir, model_config, dtype, max_context, target)
+        else:
+            model = LlamaModel.shell(model_config, dtype, max_context)
         return cls(
             cfg=cfg,
             model_config=model_config,

@@ -23,19 +23,49 @@ class LlamaModel:
     """
 
     def __init__(self, cfg: ModelConfig, tensors: dict[str, torch.Tensor], max_positions: int) -> None:
-        self.cfg = cfg
-        self.dtype = tensors["embed_tokens.weight"].dtype
-        self.device = tensors["embed_tokens.weight"].device
-        self.embed = tensors["embed_tokens.weight"]
-        self.final_norm = tensors["norm.weight"]
-        self.lm_head = self.embed if cfg.tie_word_embeddings else tensors["lm_head.weight"]
-        self.layers = [
+        embed = tensors["embed_tokens.weight"]
+        layers = [
             DecoderLayer(
                 cfg, {k.split(".", 2)[2]: t for k, t in tensors.items() if k.startswith(f"layers.{i}.")}
             )
             for i in range(cfg.num_layers)
         ]
+        lm_head = embed if cfg.tie_word_embeddings else tensors["lm_head.weight"]
+        self._assemble(cfg, embed, tensors["norm.weight"], lm_head, layers, max_positions)
+
+    def _assemble(
+        self,
+        cfg: ModelConfig,
+        embed: torch.Tensor,
+        final_norm: torch.Tensor,
+        lm_head: torch.Tensor,
+        layers: list[DecoderLayer],
+        max_positions: int,
+    ) -> None:
+        self.cfg = cfg
+        self.dtype = embed.dtype
+        self.device = embed.device
+        self.embed = embed
+        self.final_norm = final_norm
+        self.lm_head = lm_head
+        self.layers = layers
         self.rope = RotaryTable(cfg, max_positions, self.dtype, self.device)
+
+    @classmethod
+    def from_parts(
+        cls,
+        cfg: ModelConfig,
+        embed: torch.Tensor,
+        final_norm: torch.Tensor,
+        lm_head: torch.Tensor,
+        layers: list[DecoderLayer],
+        max_positions: int,
+    ) -> LlamaModel:
+        """A model over tensors and layers that someone else owns (engine/vllm/worker_model.py runs
+        on vLLM's modules this way): nothing is copied."""
+        model = cls.__new__(cls)
+        model._assemble(cfg, embed, final_norm, lm_head, layers, max_positions)
+        return model
 
     @classmethod
     def load(
@@ -50,6 +80,14 @@ class LlamaModel:
         if "lm_head.weight" in tensors and "embed_tokens.weight" not in tensors:
             raise ValueError("checkpoint has no embed_tokens weight")
         return cls(cfg, tensors, max_positions)
+
+    @classmethod
+    def shell(cls, cfg: ModelConfig, dtype: torch.dtype, max_positions: int) -> LlamaModel:
+        """Config, dtype, device and rope table with no weights, for a process whose model work runs
+        elsewhere (the vLLM backend blending in vLLM's worker): placing cached K/V works, a forward
+        fails (the embedding is empty)."""
+        empty = torch.empty(0, cfg.hidden_size, dtype=dtype)
+        return cls.from_parts(cfg, empty, torch.empty(0, dtype=dtype), empty, [], max_positions)
 
     def new_cache(self, capacity: int) -> KVCache:
         return KVCache(self.cfg, capacity, self.dtype, self.device)

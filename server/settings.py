@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     vllm_max_num_seqs: int = Field(16, ge=1)
     vllm_reserved_cpus: int = Field(0, ge=0)  # cores vLLM keeps off its CPU worker
     vllm_start_timeout_s: float = Field(600.0, gt=0)
+    vllm_blend_in_worker: bool = True  # blend in vLLM's worker on its weights (false: a copy here)
     # --- end vLLM backend ---
     # --- blend correctness gate at model load (engine/blend/gate.py): the default mode must lose at
     # most this many nats/token of the full prefill's answer on the shipped prompts, else its ratio is
@@ -198,6 +199,7 @@ class Settings(BaseSettings):
                 max_num_seqs=self.vllm_max_num_seqs,
                 reserved_cpus=self.vllm_reserved_cpus,
                 start_timeout_s=self.vllm_start_timeout_s,
+                blend_in_worker=self.vllm_blend_in_worker,
             ),
             blend_gate=GateConfig(enabled=self.blend_gate, max_drop=self.blend_gate_max_drop),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -268,7 +269,6 @@ class Blender:
         """Base versions of `missing` pieces (the prefix piece first when it is among them)."""
         if not missing:
             return []
-        prefix_ids = torch.tensor(prompt.pieces[0].ids)
         entries: list[ChunkEntry] = []
         prefix_lookup = next((lk for lk in missing if lk.index == 0), None)
         prefix_key = self.cache.key(prompt.pieces[0].ids, context_id([]), salt)
@@ -276,13 +276,22 @@ class Blender:
         if prefix_lookup is None:
             found = self.cache.get_many([prefix_key])[0]
             prefix = self.cache.to_chunk(found) if found is not None else None
-        if prefix is None:
-            prefix = precompute_chunk(self.model, None, prefix_ids)
-            entries.append(self.cache.to_entry(prefix_key, context_id([]), prefix))
+        others = [lk for lk in missing if lk.index != 0]
+        new_prefix, chunks = self.compute_chunks(
+            prompt.pieces[0].ids, prefix, [prompt.pieces[lk.index].ids for lk in others]
+        )
+        if new_prefix is not None:
+            entries.append(self.cache.to_entry(prefix_key, context_id([]), new_prefix))
         ctx = context_id(prompt.pieces[0].ids)
-        for lk in missing:
-            if lk.index == 0:
-                continue
-            chunk = precompute_chunk(self.model, prefix, torch.tensor(prompt.pieces[lk.index].ids))
-            entries.append(self.cache.to_entry(lk.base_key, ctx, chunk))
+        entries += [self.cache.to_entry(lk.base_key, ctx, c) for lk, c in zip(others, chunks, strict=True)]
         return entries
+
+    def compute_chunks(
+        self, prefix_ids: Sequence[int], prefix: ChunkKV | None, pieces: Sequence[Sequence[int]]
+    ) -> tuple[ChunkKV | None, list[ChunkKV]]:
+        """The model work of `precompute`: the prefix piece's cache when `prefix` is None (returned,
+        else None), then each of `pieces` after the prefix."""
+        fresh = None
+        if prefix is None:
+            prefix = fresh = precompute_chunk(self.model, None, torch.tensor(list(prefix_ids)))
+        return fresh, [precompute_chunk(self.model, prefix, torch.tensor(list(ids))) for ids in pieces]

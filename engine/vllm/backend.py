@@ -1,21 +1,30 @@
 """RAGBLEND_ENGINE=vllm: vLLM serves the requests (its scheduler, batching and kernels); chunk caches
 are blended beside it and injected through our KV connector.
 
-Where the blend runs, and why: in the serving process, on our own copy of the weights, with the torch
-engine's blend code (engine/blend), handing only the blended K/V to vLLM's worker. The alternative,
-blending inside vLLM's worker on its modules, needs a handle on the worker's model that vLLM's connector
-interface does not give (LMCache patches vLLM for it), and it would run the blend inside vLLM's step,
-stalling every other request of the batch for the blend's duration. Beside vLLM, the blend of one
-request overlaps vLLM's decoding of the others, every reuse mode and the Cache-Craft statistics work
-unchanged, and the chunk store (memory, Redis, disk) stays in the process that owns it. The costs: a
-second copy of the weights (0.5 GB for the embedded model in fp32; on a GPU it would take GPU memory
-unless the blend runs on the CPU) and one pass of the K/V through a shared-memory file, measured in
-bench/results/blend_quality_vllm.* (`handoff_ms`).
+Where the blend runs (`VllmOptions.blend_in_worker`, RAGBLEND_VLLM_BLEND_IN_WORKER):
+
+- in vLLM's worker, on vLLM's own loaded model (the default). Our worker extension
+  (engine/vllm/worker_ext.py) runs the torch engine's blend code over vLLM's modules
+  (engine/vllm/worker_model.py); this process loads no weights (a weightless model shell keeps the
+  config, dtype and rope table), keeps the chunk store and the lookups, and sends what they found in a
+  job file (engine/vllm/worker_blend.py). The blended K/V stay in the worker (engine/vllm/held.py)
+  and our connector writes them into the paged cache from there. Chunk caches to store (write-back,
+  ingestion's warm-up) and the prefill-speed fit of selection are computed in the worker too. The
+  calls go through vLLM's `collective_rpc`, served by its engine core between two steps: while a
+  blend runs, vLLM's other requests wait (on a CPU the two would share the same cores anyway).
+- here, on our own copy of the weights (`blend_in_worker=False`, the older path): the blend of one
+  request overlaps vLLM's decoding of the others, at the cost of a second copy of the weights (0.5 GB
+  for the embedded model in fp32; on a GPU it would take GPU memory unless the blend runs on the CPU)
+  and one pass of the blended K/V through a shared-memory file (engine/vllm/handoff.py).
+
+Every blend mode and usage field is the same on both paths; the prefix mode places the exact leading
+caches here (no model needed) and hands them over in a file on both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -23,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from hashlib import blake2b
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -31,6 +40,7 @@ from cache.memory_tier import MemoryTier
 from cache.store import ChunkStore
 from engine.base import Engine, EngineUnavailable, ScoringUnsupported
 from engine.blend.blender import Blender
+from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
 from engine.chunk_kv import ChunkKV
 from engine.config import EngineConfig
@@ -38,6 +48,8 @@ from engine.event_sink import EventSink, ThreadSink
 from engine.events import FinishEvent, FinishReason, GenerationEvent, TokenEvent
 from engine.loaded_model import LoadedModel
 from engine.logprobs import TokenLogprob
+from engine.model import LlamaModel
+from engine.prefill_speed import PrefillSpeed
 from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
@@ -47,6 +59,7 @@ from engine.vllm.options import VllmOptions
 from engine.vllm.prepare import Injection, InjectionPlanner
 from engine.vllm.runtime import VllmRuntime, engine_args
 from engine.vllm.sampling_map import finish_reason, from_vllm_logprobs, prompt_scoring_params, to_vllm
+from engine.vllm.worker_blend import WorkerBlender, is_held
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +70,13 @@ class VllmEngine(Engine):
     name = "vllm"
 
     def __init__(self, cfg: EngineConfig, store: ChunkStore | None = None) -> None:
-        # Our copy of the weights, for blending only, on the CPU (in vLLM's dtype, so the K/V match
-        # its cache): vLLM holds the device.
-        loaded = LoadedModel.load(cfg, "cpu")
-        self.cfg = cfg
         self.options: VllmOptions = cfg.vllm
+        # Blending in vLLM's worker: config, tokenizer and a weightless model shell here. Otherwise our
+        # copy of the weights, for blending only, on the CPU (in vLLM's dtype, so the K/V match its
+        # cache): vLLM holds the device.
+        in_worker = self.options.blend_in_worker
+        loaded = LoadedModel.load(cfg, "cpu", weights=not in_worker)
+        self.cfg = cfg
         self.model_config = loaded.model_config
         self.dtype_name = loaded.dtype_name
         self.max_context = loaded.max_context
@@ -73,10 +88,21 @@ class VllmEngine(Engine):
         self.model = loaded.model
         self.fingerprint = loaded.fingerprint
         self.store = store if store is not None else MemoryTier(cfg.chunk_cache_bytes)
-        self.chunk_kv: ChunkKV = ChunkKV(loaded, self.store, self._run_background)
-        self.chunk_cache = self.chunk_kv.cache
         self.handoff = HandoffDir(self.options.handoff_dir)
-        self.planner = InjectionPlanner(self.chunk_kv.blender, self.handoff)
+        self.worker: WorkerBlender | None = None
+        if in_worker:
+
+            def make_blender(model: LlamaModel, cache: ChunkCache) -> Blender:
+                self.worker = WorkerBlender(model, cache, self._worker_call, self.handoff.path)
+                return self.worker
+
+            self.chunk_kv: ChunkKV = ChunkKV(
+                loaded, self.store, self._run_background, make_blender, self._worker_speed
+            )
+        else:
+            self.chunk_kv = ChunkKV(loaded, self.store, self._run_background)
+        self.chunk_cache = self.chunk_kv.cache
+        self.planner = InjectionPlanner(self.chunk_kv.blender, self.handoff, self.worker)
         # One blend (or chunk-cache write-back) at a time, off vLLM's client loop.
         self.blend_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragblend-blend")
         args = engine_args(
@@ -88,7 +114,8 @@ class VllmEngine(Engine):
             self.blend_pool.shutdown(wait=False)
             self.handoff.close()
             raise
-        log.info("vLLM backend ready: %s (%s)", self.model_name, self.dtype_name)
+        where = "in vLLM's worker" if in_worker else "on a copy of the weights here"
+        log.info("vLLM backend ready: %s (%s), blending %s", self.model_name, self.dtype_name, where)
 
     # ---------------- Engine interface ----------------
 
@@ -160,6 +187,16 @@ class VllmEngine(Engine):
         self.blend_pool.shutdown(wait=True)
         self.handoff.close()
 
+    def _worker_call(self, method: str, *args: Any) -> Any:
+        """Call our worker extension's `method` (engine/vllm/worker_ext.py) from any thread but the
+        client loop's, and return the worker's answer."""
+        (answer,) = self.runtime.call(self.runtime.rpc(method, *args)).result()
+        return answer
+
+    def _worker_speed(self) -> PrefillSpeed:
+        assert self.worker is not None
+        return self.worker.prefill_speed()
+
     def _run_background(self, fn: Callable[[Blender], T], name: str) -> T:
         """Chunk-KV work nobody waits for (ingestion's warm-up) on the blend thread, between blends:
         the blender is used by one thread only, and vLLM's own process is never touched."""
@@ -207,6 +244,10 @@ class VllmEngine(Engine):
         finally:
             sink.end()
             self.handoff.discard(injection.spec)
+            if is_held(injection.spec):
+                assert injection.spec is not None
+                with contextlib.suppress(Exception):  # a dead engine holds nothing any more
+                    await self.runtime.rpc("ragblend_discard", injection.spec.path)
             if injection.write_back is not None:
                 self.blend_pool.submit(_logged, injection.write_back)
 

@@ -7,11 +7,13 @@ vLLM loads it by `kv_connector_module_path` in two roles, each in its own proces
   their blocks and schedules only the rest. The backend never hands over the last prompt token: vLLM
   must compute at least one token to produce the first output's logits.
 - worker side: before the step's forward, the K/V of those tokens are written into the allocated
-  blocks by slot mapping (engine/vllm/paged_kv.py). A file that cannot be read marks its blocks as
-  failed, and vLLM recomputes them (kv_load_failure_policy "recompute"): a lost handoff costs a
-  prefill, never a wrong answer.
+  blocks by slot mapping (engine/vllm/paged_kv.py), from the handoff file or, when the blend ran in
+  this worker (engine/vllm/worker_ext.py), from the worker's memory (engine/vllm/held.py). K/V that
+  cannot be read mark their blocks as failed, and vLLM recomputes them (kv_load_failure_policy
+  "recompute"): a lost handoff costs a prefill, never a wrong answer.
 
-Nothing is saved back through the connector: chunk caches are written by the blending side.
+Nothing is saved back through the connector: chunk caches are written by the serving process (with
+caches computed by the worker when the blend runs there).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from vllm.distributed.kv_transfer.kv_connector.v1.base import (
     KVConnectorRole,
 )
 
+from engine.vllm import held
 from engine.vllm.handoff import HandoffSpec, read_handoff
 from engine.vllm.paged_kv import PagedWriter, slot_mapping, writer_for
 
@@ -156,8 +159,15 @@ class RagblendConnector(KVConnectorBase_V1):
         spec = HandoffSpec.from_params(job.spec)
         if spec.layers != len(self._layer_names) or job.end > spec.tokens:
             raise ValueError(f"handoff of {spec.layers} layers x {spec.tokens} tokens does not fit this load")
-        k, v = read_handoff(spec, self._handoff_dir)
         slots = torch.tensor(job.slots, dtype=torch.long)
+        if held.is_held(spec.path):  # blended in this process (engine/vllm/worker_ext.py)
+            for i, name in enumerate(self._layer_names):
+                rows = held.rows(spec.path, i, job.start, job.end)
+                if rows is None:
+                    raise ValueError("the held K/V were released before their load")
+                writer.write(name, self._kv_caches[name], rows[0], rows[1], slots)
+            return
+        k, v = read_handoff(spec, self._handoff_dir)
         for i, name in enumerate(self._layer_names):
             writer.write(
                 name, self._kv_caches[name], k[i, job.start : job.end], v[i, job.start : job.end], slots

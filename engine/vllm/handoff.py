@@ -80,22 +80,7 @@ class HandoffDir:
 
     def write(self, kv: KVCache, tokens: int) -> HandoffSpec:
         """Rows [0, tokens) of every layer of `kv`, written atomically (a reader never sees half)."""
-        k0 = kv.k[0]
-        _, heads, _, dim = k0.shape
-        dtype = next(name for name, dt in DTYPES.items() if dt == k0.dtype)
-        final = self.path / f"{uuid.uuid4().hex}.kv"
-        spec = HandoffSpec(str(final), tokens, len(kv.k), heads, dim, dtype)
-        tmp = final.with_suffix(".tmp")
-        with tmp.open("wb") as f:
-            f.truncate(spec.nbytes)
-        buf = torch.from_file(str(tmp), shared=True, size=spec.numel, dtype=k0.dtype)
-        view = buf.view(2, spec.layers, tokens, heads, dim)
-        for i in range(spec.layers):
-            view[0, i].copy_(kv.k[i][0, :, :tokens].transpose(0, 1))
-            view[1, i].copy_(kv.v[i][0, :, :tokens].transpose(0, 1))
-        del view, buf  # unmap before the rename publishes the file
-        os.replace(tmp, final)
-        return spec
+        return write_handoff(kv, tokens, self.path)
 
     def discard(self, spec: HandoffSpec | None) -> None:
         if spec is not None:
@@ -105,6 +90,27 @@ class HandoffDir:
         for f in self.path.glob("*"):
             f.unlink(missing_ok=True)
         self.path.rmdir()
+
+
+def write_handoff(kv: KVCache, tokens: int, directory: Path) -> HandoffSpec:
+    """Rows [0, tokens) of every layer of `kv` into a new file of `directory`, written atomically (a
+    reader never sees half)."""
+    k0 = kv.k[0]
+    _, heads, _, dim = k0.shape
+    dtype = next(name for name, dt in DTYPES.items() if dt == k0.dtype)
+    final = directory / f"{uuid.uuid4().hex}.kv"
+    spec = HandoffSpec(str(final), tokens, len(kv.k), heads, dim, dtype)
+    tmp = final.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        f.truncate(spec.nbytes)
+    buf = torch.from_file(str(tmp), shared=True, size=spec.numel, dtype=k0.dtype)
+    view = buf.view(2, spec.layers, tokens, heads, dim)
+    for i in range(spec.layers):
+        view[0, i].copy_(kv.k[i][0, :, :tokens].transpose(0, 1))
+        view[1, i].copy_(kv.v[i][0, :, :tokens].transpose(0, 1))
+    del view, buf  # unmap before the rename publishes the file
+    os.replace(tmp, final)
+    return spec
 
 
 def read_handoff(spec: HandoffSpec, allowed_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:

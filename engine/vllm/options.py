@@ -24,6 +24,9 @@ class VllmOptions:
     start_timeout_s: float = 600.0
     # Where blended K/V wait for the worker (a tmpfs such as /dev/shm when there is one); None: pick.
     handoff_dir: str | None = None
+    # Blend inside vLLM's worker on its own loaded model (engine/vllm/worker_blend.py): no second copy
+    # of the weights. False: blend here on our own copy of the weights (engine/vllm/prepare.py).
+    blend_in_worker: bool = True
 
     def __post_init__(self) -> None:
         if self.kv_cache_gib < 1:

@@ -26,6 +26,7 @@ from engine.blend.placement import place_entry
 from engine.kv_cache import KVCache
 from engine.prompt import Prompt
 from engine.vllm.handoff import HandoffDir, HandoffSpec
+from engine.vllm.worker_blend import WorkerBlender
 
 
 @dataclass
@@ -45,9 +46,10 @@ class InjectionPlanner:
     """Blends (or looks up) a prompt and writes the handoff. One request at a time: the caller
     serializes calls (the blender is not thread-safe)."""
 
-    def __init__(self, blender: Blender, handoff: HandoffDir) -> None:
+    def __init__(self, blender: Blender, handoff: HandoffDir, worker: WorkerBlender | None = None) -> None:
         self.blender = blender
         self.handoff = handoff
+        self.worker = worker  # when set, blends run in vLLM's worker and their K/V stay there
 
     def plan(self, prompt: Prompt, opts: BlendOptions | None, salt: str) -> Injection:
         if opts is None or not opts.reuses:
@@ -61,6 +63,8 @@ class InjectionPlanner:
             return self._prefix(prompt, lookups, fetch_ms, store_missing)
         if len(missing) == len(lookups):
             return Injection(None, timings={"kv_fetch_ms": fetch_ms}, write_back=store_missing)
+        if self.worker is not None:
+            return self._in_worker(prompt, lookups, opts, fetch_ms, store_missing)
         n = len(prompt)
         result = self.blender.prefill_found(prompt, lookups, opts, n, fetch_ms)
         blended = time.perf_counter()
@@ -76,6 +80,32 @@ class InjectionPlanner:
 
         return Injection(
             spec, result.cached_tokens, result.recomputed_tokens, timings, write_back, result.moved_tokens
+        )
+
+    def _in_worker(
+        self,
+        prompt: Prompt,
+        lookups: list[PieceLookup],
+        opts: BlendOptions,
+        fetch_ms: float,
+        store_missing: Callable[[], None],
+    ) -> Injection:
+        """The blend in vLLM's worker. Its write-back is `store_missing`: outside the prefix mode a
+        blend teaches the cache only the base versions of the pieces it lacked."""
+        assert self.worker is not None
+        spec, figures = self.worker.blend_held(prompt, lookups, opts)
+        timings = {
+            "kv_fetch_ms": fetch_ms,
+            "blend_ms": figures["blend_ms"],
+            "handoff_ms": figures["handoff_ms"],
+        }
+        return Injection(
+            spec,
+            int(figures["cached_tokens"]),
+            int(figures["recomputed_tokens"]),
+            timings,
+            store_missing,
+            int(figures["moved_tokens"]),
         )
 
     def _prefix(

@@ -32,9 +32,12 @@ T = TypeVar("T")
 def engine_args(
     model_dir: Path, dtype: str, max_context: int, options: VllmOptions, handoff_dir: str | None
 ) -> AsyncEngineArgs:
-    """vLLM's arguments; with `handoff_dir`, our KV connector is loaded from this package."""
+    """vLLM's arguments; with `handoff_dir`, our KV connector and our worker extension
+    (engine/vllm/worker_ext.py) are loaded from this package."""
     transfer = None
+    extension = ""
     if handoff_dir is not None:
+        extension = "engine.vllm.worker_ext.RagblendWorkerExtension"
         transfer = KVTransferConfig(
             kv_connector="RagblendConnector",
             kv_connector_module_path="engine.vllm.connector",
@@ -51,6 +54,7 @@ def engine_args(
         max_num_seqs=options.max_num_seqs,
         gpu_memory_utilization=options.gpu_memory_utilization,
         kv_transfer_config=transfer,
+        worker_extension_cls=extension,
         disable_log_stats=True,
         seed=0,
     )
@@ -96,6 +100,11 @@ class VllmRuntime:
         assert self.llm is not None
         async for out in self.llm.generate(cast(TokensPrompt, prompt), params, request_id):
             yield out
+
+    async def rpc(self, method: str, *args: Any) -> list[Any]:
+        """Call `method` of our worker extension on every worker; one result per worker."""
+        assert self.llm is not None
+        return cast(list[Any], await self.llm.collective_rpc(method, args=args))
 
     async def abort(self, request_id: str) -> None:
         if self.llm is not None and not self.llm.errored:

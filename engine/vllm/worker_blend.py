@@ -1,0 +1,97 @@
+"""The serving process's side of blending inside vLLM's worker (RAGBLEND_VLLM_BLEND_IN_WORKER).
+
+The serving process keeps what needs no weights: the chunk store, the lookups, the prompt pieces and
+the usage figures. Every piece of model work goes to vLLM's worker, where our forward runs over vLLM's
+own loaded model (engine/vllm/worker_ext.py, engine/vllm/worker_model.py):
+
+- a blend: the prompt, what the lookups found and the options go to the worker in one job file
+  (tmpfs, written once, read once); the blended K/V stay in the worker's memory (engine/vllm/held.py)
+  and our connector writes them into the paged cache from there, with no file on the way back;
+- the base caches of pieces the store lacks (write-back after a request, warm-up at ingestion), and
+  selection's prefill-speed fit, through the same call; the caches come back in a file.
+
+Calls go through vLLM's `collective_rpc`, which its engine core serves between two steps: while a blend
+runs, vLLM's other requests wait for it (the blend is itself a prefill on the same cores, so on a CPU
+the two would compete for them anyway).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.blend.blender import Blender, PieceLookup
+from engine.blend.chunk_cache import ChunkCache
+from engine.blend.options import BlendOptions
+from engine.blend.precompute import ChunkKV
+from engine.config import DTYPES
+from engine.model import LlamaModel
+from engine.prefill_speed import PrefillSpeed
+from engine.prompt import Prompt
+from engine.vllm.handoff import HandoffSpec
+
+# Calls `method` of our worker extension with `args` and returns the (one) worker's answer.
+WorkerCall = Callable[..., Any]
+
+HELD_SUFFIX = ".held"
+
+
+class WorkerBlender(Blender):
+    """A Blender whose model work runs in vLLM's worker. `model` is a weightless shell (config, dtype
+    and rope table: what placing cached K/V for the prefix mode needs); lookups and the chunk cache
+    stay here. Not thread-safe, like every Blender: the backend calls it from its one blend thread."""
+
+    def __init__(self, model: LlamaModel, cache: ChunkCache, call: WorkerCall, directory: Path) -> None:
+        super().__init__(model, cache)
+        self.call = call
+        self.directory = directory
+
+    def blend_held(
+        self, prompt: Prompt, lookups: list[PieceLookup], opts: BlendOptions
+    ) -> tuple[HandoffSpec, dict[str, float]]:
+        """Blend `prompt` in the worker, which keeps the K/V of every row but the last for our
+        connector; returns their handoff spec and the blend's figures (usage counts, `blend_ms`, and
+        `handoff_ms`: the job's trip there and back)."""
+        started = time.perf_counter()
+        cfg = self.model.cfg
+        dtype = next(name for name, dt in DTYPES.items() if dt == self.model.dtype)
+        name = str(self.directory / f"{uuid.uuid4().hex}{HELD_SUFFIX}")
+        spec = HandoffSpec(name, len(prompt) - 1, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, dtype)
+        job = {"name": name, "prompt": prompt, "lookups": lookups, "opts": opts}
+        figures: dict[str, float] = dict(self._run("ragblend_blend", job))
+        total_ms = (time.perf_counter() - started) * 1000
+        figures["handoff_ms"] = max(total_ms - figures["blend_ms"], 0.0)
+        return spec, figures
+
+    def compute_chunks(
+        self, prefix_ids: Sequence[int], prefix: ChunkKV | None, pieces: Sequence[Sequence[int]]
+    ) -> tuple[ChunkKV | None, list[ChunkKV]]:
+        job = {"prefix_ids": list(prefix_ids), "prefix": prefix, "pieces": [list(p) for p in pieces]}
+        out = Path(self._run("ragblend_precompute", job))
+        try:
+            result = torch.load(out, weights_only=False)
+        finally:
+            out.unlink(missing_ok=True)
+        return result["prefix"], list(result["chunks"])
+
+    def prefill_speed(self) -> PrefillSpeed:
+        figures = self.call("ragblend_prefill_speed")
+        return PrefillSpeed(tokens_per_s=float(figures["tokens_per_s"]), pair_s=float(figures["pair_s"]))
+
+    def _run(self, method: str, job: dict[str, Any]) -> Any:
+        path = self.directory / f"{uuid.uuid4().hex}.job"
+        try:
+            torch.save(job, path)
+            return self.call(method, str(path))
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def is_held(spec: HandoffSpec | None) -> bool:
+    """Whether `spec` names K/V held in the worker rather than a file."""
+    return spec is not None and spec.path.endswith(HELD_SUFFIX)
