@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     # Redis and disk entries carry tags made with a key derived from the tenant secret; an entry
     # without a valid one (forged, or from a replica with another secret) is a miss
     kv_authenticate: bool = True
+    # bytes each tenant is guaranteed in each tier: another tenant's writes never evict it below
+    # that (0: no quotas); the Redis quota needs kv_redis_bytes
+    kv_memory_tenant_bytes: int = Field(0, ge=0)
+    kv_redis_tenant_bytes: int = Field(0, ge=0)
+    kv_disk_tenant_bytes: int = Field(0, ge=0)
 
     # --- retrieval ---
     # collections and ingestion jobs in Postgres with pgvector (postgresql://user:pass@host/db), shared
@@ -162,6 +167,9 @@ class Settings(BaseSettings):
             quantize=self.kv_quantize,
             eviction=self.kv_eviction,
             entry_secret=self.entry_secret() if self.kv_authenticate else None,
+            memory_tenant_bytes=self.kv_memory_tenant_bytes,
+            redis_tenant_bytes=self.kv_redis_tenant_bytes,
+            disk_tenant_bytes=self.kv_disk_tenant_bytes,
         )
 
     def entry_secret(self) -> bytes:

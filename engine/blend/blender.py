@@ -210,7 +210,9 @@ class Blender:
             for i in result.fresh_pieces:
                 lk = result.lookups[i]
                 k, v = extract_rows(result.kv, lk.start, lk.end)
-                entries.append(self.cache.to_entry(lk.exact_key, "exact", ChunkKV(k, v, lk.start, {})))
+                entries.append(
+                    self.cache.to_entry(lk.exact_key, "exact", ChunkKV(k, v, lk.start, {}), salt=salt)
+                )
         missing = [lk for lk in result.lookups if lk.exact is None and lk.base is None]
         entries += self.precompute(prompt, missing, salt)
         self.cache.put_many(entries)
@@ -229,11 +231,11 @@ class Blender:
             prefix = self.cache.to_chunk(found) if found is not None else None
         if prefix is None:
             prefix = precompute_chunk(self.model, None, prefix_ids)
-            entries.append(self.cache.to_entry(prefix_key, context_id([]), prefix))
+            entries.append(self.cache.to_entry(prefix_key, context_id([]), prefix, salt=salt))
         ctx = context_id(prompt.pieces[0].ids)
         for lk in missing:
             if lk.index == 0:
                 continue
             chunk = precompute_chunk(self.model, prefix, torch.tensor(prompt.pieces[lk.index].ids))
-            entries.append(self.cache.to_entry(lk.base_key, ctx, chunk))
+            entries.append(self.cache.to_entry(lk.base_key, ctx, chunk, salt=salt))
         return entries
