@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 def codec_options(config: StoreConfig) -> CodecOptions:
     """How the blob tiers encode, and the key their entries must be tagged with."""
     auth = EntryAuth(config.entry_secret) if config.entry_secret else None
-    return CodecOptions(compression=config.compression, quantize=config.quantize, auth=auth)
+    return CodecOptions(
+        compression=config.compression, quantize=config.quantize, auth=auth, encrypt=config.encrypt_entries
+    )
 
 
 def build_tiers(config: StoreConfig) -> tuple[MemoryTier | None, list[BlobTier]]:
