@@ -88,6 +88,7 @@ def bench_redis(url: str, tmp: Path, tokens: int, count: int, reps: int) -> dict
             entry_secret=secret,
             disk_dir=None,
             encrypt_entries=name == "sealed",
+            redis_timeout_s=10.0,  # a loaded machine must not turn reads into misses
         )
         store = TieredStore(cfg)
         store.put_many(entries)
