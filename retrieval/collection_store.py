@@ -11,9 +11,14 @@ Rules every implementation keeps:
 - What a store says is true for every process using it at once: a collection created, a document
   committed or deleted, a job's state. A store that cannot be shared refuses a second process.
 - A job, with the texts of its documents, is stored before `add_job` returns. A worker owns a job only
-  while its lease runs: `claim_job` hands out the oldest queued job, or one whose lease expired (its
-  worker died); `save_job` renews the lease and says False once the job is no longer the worker's
-  (the lease was lost, or the collection deleted), after which the worker must stop.
+  while its lease runs: `claim_job` hands out a queued job, or one whose lease expired (its worker
+  died); `save_job` renews the lease and says False once the job is no longer the worker's (the lease
+  was lost, or the collection deleted), after which the worker must stop.
+- Jobs queue per owner (jobs.job_owner: the tenant's tag in the stored name). `add_job` with a `limit`
+  counts the owner's queued and running jobs and the new one in one transaction: past the limit it
+  raises QueueFull and stores nothing, however many processes add at once. `claim_job` is fair
+  between owners: it takes the oldest ready job of the owner whose last claim is the oldest (an owner
+  never served first), so one owner's flood delays another's upload by at most a job per owner.
 """
 
 from __future__ import annotations
@@ -153,13 +158,19 @@ class CollectionStore(ABC):
 
     # --- jobs -----------------------------------------------------------------------------------
     @abstractmethod
-    def add_job(self, job: JobView, texts: dict[str, str]) -> None:
-        """Store a queued job and the text of each of its documents (doc_id -> text)."""
+    def add_job(self, job: JobView, texts: dict[str, str], limit: int | None = None) -> None:
+        """Store a queued job and the text of each of its documents (doc_id -> text); QueueFull
+        (nothing stored) when its owner already has `limit` jobs queued or running."""
+
+    @abstractmethod
+    def unfinished_jobs(self, owner: str) -> int:
+        """How many jobs of `owner` (jobs.job_owner) are queued or running."""
 
     @abstractmethod
     def claim_job(self, worker: str, lease_s: float) -> tuple[JobView, dict[str, str], int] | None:
-        """The oldest job ready to run, now owned by `worker` for `lease_s` seconds: its state, the
-        texts of its documents and how many times it was claimed (this claim included); or None."""
+        """The next job ready to run (the oldest of the owner served least recently), now owned by
+        `worker` for `lease_s` seconds: its state, the texts of its documents and how many times it
+        was claimed (this claim included); or None."""
 
     @abstractmethod
     def save_job(self, job: JobView, worker: str, lease_s: float) -> bool:

@@ -33,12 +33,13 @@ from retrieval.errors import (
     InvalidRequest,
     JobNotFound,
     ModelUnavailable,
+    QueueFull,
     RetrievalError,
 )
 from retrieval.extract.pages import page_span
 from retrieval.ingest_job import IngestRunner, unchanged_document
 from retrieval.job_worker import JobWorker
-from retrieval.jobs import DONE_STATES, DocumentTask, Job, JobView
+from retrieval.jobs import DONE_STATES, DocumentTask, Job, JobView, job_owner
 from retrieval.keywords import reciprocal_rank_fusion
 from retrieval.lm import LanguageModel
 from retrieval.metadata import MetadataFilter, check_metadata
@@ -72,11 +73,15 @@ class CollectionManager:
         embedder_factory: Callable[[], Embedder] | None = None,
         job_lease_s: float = 30.0,
         job_poll_s: float = 1.0,
+        max_jobs_per_tenant: int | None = None,
+        queue_retry_after_s: int = 10,
     ) -> None:
         # a folder: the embedded store there (kept for callers that name a directory)
         self.store = SqliteCollectionStore(store) if isinstance(store, Path) else store
         self.max_document_chars = max_document_chars
         self.max_documents_per_job = max_documents_per_job
+        # queued and running jobs per tenant (None: no cap), and the Retry-After of an upload past it
+        self.max_jobs_per_tenant, self.queue_retry_after_s = max_jobs_per_tenant, queue_retry_after_s
         self.on_chunks_ingested: ChunksHook = _no_hook
         self._make_embedder = embedder_factory or (lambda: Embedder(embedder_dir))
         self._embedders: dict[str, Embedder] = {}
@@ -183,9 +188,21 @@ class CollectionManager:
                 texts[task.doc_id] = text
             tasks.append(task)
         view = Job(collection=col.name, documents=tasks, texts=texts).view()
-        self.store.add_job(view, texts)  # stored, texts and all, before the caller hears of it
+        try:  # stored, texts and all, before the caller hears of it; or refused whole
+            self.store.add_job(view, texts, self.max_jobs_per_tenant)
+        except QueueFull as exc:
+            raise QueueFull(exc.unfinished, exc.limit, self.queue_retry_after_s) from None
         self._worker.notify()
         return view
+
+    def check_queue(self, name: str) -> None:
+        """QueueFull when the tenant owning stored collection `name` has no room for another job now
+        (a cheap look before reading an upload; `submit_documents` decides, atomically)."""
+        limit = self.max_jobs_per_tenant
+        if limit is not None:
+            unfinished = self.store.unfinished_jobs(job_owner(name))
+            if unfinished >= limit:
+                raise QueueFull(unfinished, limit, self.queue_retry_after_s)
 
     def job(self, job_id: str) -> JobView:
         view = self.store.job(job_id)

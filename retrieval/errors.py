@@ -62,6 +62,21 @@ class JobNotFound(RetrievalError):
         super().__init__(f"job {job_id!r} does not exist")
 
 
+class QueueFull(RetrievalError):
+    """The tenant already has as many ingestion jobs queued or running as it may: the upload is
+    refused whole (nothing stored) and may be sent again once some of them finish."""
+
+    status = 429
+    kind = "queue_full"
+
+    def __init__(self, unfinished: int, limit: int, retry_after_s: int) -> None:
+        super().__init__(
+            f"{unfinished} ingestion jobs of this tenant are queued or running, at most {limit} "
+            "(RAGBLEND_RETRIEVAL_MAX_JOBS_PER_TENANT); retry once some have finished"
+        )
+        self.unfinished, self.limit, self.retry_after_s = unfinished, limit, retry_after_s
+
+
 class InvalidRequest(RetrievalError):
     status = 422
 

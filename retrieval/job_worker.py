@@ -57,7 +57,8 @@ class _Saver:
 
 
 class JobWorker:
-    """Claims the oldest ready job from `store` and runs `execute(job)`; repeats until closed."""
+    """Claims the next ready job from `store` (tenants in turn, see collection_store) and runs
+    `execute(job)`; repeats until closed."""
 
     def __init__(
         self,

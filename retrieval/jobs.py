@@ -139,6 +139,12 @@ class Job:
             self.target = None
 
 
+def job_owner(collection: str) -> str:
+    """Whose queue a job of stored collection `collection` joins: its tenant's tag (the part after the
+    dot; '' for the anonymous tenant's bare names). Caps and fair turns count jobs per owner."""
+    return collection.partition(".")[2]
+
+
 def documents_to_json(documents: tuple[DocumentTask, ...] | list[DocumentTask]) -> list[dict[str, Any]]:
     return [vars(d).copy() for d in documents]
 

@@ -49,6 +49,8 @@ CREATE INDEX IF NOT EXISTS ragblend_jobs_unfinished ON ragblend_jobs(created_at,
     WHERE state IN ('queued', 'running');
 CREATE INDEX IF NOT EXISTS ragblend_jobs_finished ON ragblend_jobs(finished_at)
     WHERE finished_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ragblend_job_turns (owner TEXT PRIMARY KEY, turn BIGINT NOT NULL);
+CREATE SEQUENCE IF NOT EXISTS ragblend_job_turn;
 CREATE TABLE IF NOT EXISTS ragblend_job_texts (
     job_id TEXT NOT NULL REFERENCES ragblend_jobs(id) ON DELETE CASCADE, doc_id TEXT NOT NULL,
     text TEXT NOT NULL, PRIMARY KEY (job_id, doc_id));

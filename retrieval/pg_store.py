@@ -1,9 +1,14 @@
 """The shared collection store: Postgres with pgvector (RAGBLEND_DATABASE_URL), for any number of
 gateway replicas. Collections, documents, chunks and vectors are rows (pg_collection.py); jobs too.
 
-Jobs: `claim_job` takes the oldest queued job, or a running one whose lease ran out, with
+Jobs: `claim_job` takes a queued job, or a running one whose lease ran out, with
 `FOR UPDATE SKIP LOCKED`, so replicas claiming at once never take the same job and never wait on each
-other. Leases are timed by the database's clock, so replicas' clocks need not agree.
+other. Leases are timed by the database's clock, so replicas' clocks need not agree. Among ready jobs
+it takes the oldest of the owner (tenant tag) whose last claim is the oldest: `ragblend_job_turns`
+keeps each owner's last claim number from one sequence. Replicas claiming at the same instant may
+both serve one owner once before the turns they record take effect. A per-owner cap on `add_job` is
+counted under a transaction-scoped advisory lock on the owner, so replicas adding at once never
+exceed it.
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from psycopg_pool import ConnectionPool
 
 from retrieval.collection_store import CollectionStore, StoredCollection
 from retrieval.config import CollectionConfig
-from retrieval.errors import CollectionExists, CollectionNotFound
-from retrieval.jobs import DocumentTask, JobView, documents_from_json, documents_to_json
+from retrieval.errors import CollectionExists, CollectionNotFound, QueueFull
+from retrieval.jobs import DocumentTask, JobView, documents_from_json, documents_to_json, job_owner
 from retrieval.pg_collection import PgCollection
 from retrieval.pg_schema import create_index, create_schema, index_name
 
@@ -30,6 +35,17 @@ _COLLECTION = "SELECT id, name, config, embedder, dim, created_at FROM ragblend_
 _JOB = (
     "SELECT id, collection, state, stage, progress, documents, error, warnings, created_at, started_at, "
     "finished_at FROM ragblend_jobs"
+)
+# jobs.job_owner in SQL: what follows the dot of the stored name ('' without one)
+_OWNER = "split_part(collection, '.', 2)"
+_UNFINISHED = f"SELECT count(*) FROM ragblend_jobs WHERE state IN ('queued', 'running') AND {_OWNER} = %s"
+# a lock class of its own, beside the schema's lock, for counting one owner's jobs
+_QUEUE_LOCK = 7_300_190
+_READY = (
+    "SELECT j.id, split_part(j.collection, '.', 2) FROM ragblend_jobs j "
+    "LEFT JOIN ragblend_job_turns t ON t.owner = split_part(j.collection, '.', 2) "
+    "WHERE j.state = 'queued' OR (j.state = 'running' AND j.lease_until < now()) "
+    "ORDER BY COALESCE(t.turn, 0), j.created_at, j.id LIMIT 1 FOR UPDATE OF j SKIP LOCKED"
 )
 _SET_STATE = (
     "state = %s, stage = %s, progress = %s, documents = %s, error = %s, warnings = %s, started_at = %s, "
@@ -123,8 +139,14 @@ class PostgresCollectionStore(CollectionStore):
             conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index_name(int(row[0]))))
 
     # --- jobs -----------------------------------------------------------------------------------
-    def add_job(self, job: JobView, texts: dict[str, str]) -> None:
+    def add_job(self, job: JobView, texts: dict[str, str], limit: int | None = None) -> None:
+        owner = job_owner(job.collection)
         with self._pool.connection() as conn, conn.transaction():
+            if limit is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (_QUEUE_LOCK, owner))
+                (unfinished,) = conn.execute(_UNFINISHED, (owner,)).fetchone() or (0,)
+                if unfinished >= limit:
+                    raise QueueFull(unfinished, limit, 1)
             conn.execute(
                 "INSERT INTO ragblend_jobs (id, collection, " + _SET_STATE.replace(" = %s", "")
                 + ", created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -136,21 +158,31 @@ class PostgresCollectionStore(CollectionStore):
                     [(job.job_id, doc_id, text) for doc_id, text in texts.items()],
                 )
 
+    def unfinished_jobs(self, owner: str) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(_UNFINISHED, (owner,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def claim_job(self, worker: str, lease_s: float) -> tuple[JobView, dict[str, str], int] | None:
         with self._pool.connection() as conn, conn.transaction():
+            ready = conn.execute(_READY).fetchone()
+            if ready is None:
+                return None
             row = conn.execute(
                 "UPDATE ragblend_jobs SET state = 'running', worker = %s, "
                 "lease_until = now() + make_interval(secs => %s), attempts = attempts + 1, "
-                "started_at = COALESCE(started_at, extract(epoch FROM clock_timestamp())) "
-                "WHERE id = (SELECT id FROM ragblend_jobs WHERE state = 'queued' "
-                "OR (state = 'running' AND lease_until < now()) ORDER BY created_at, id "
-                "LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "started_at = COALESCE(started_at, extract(epoch FROM clock_timestamp())) WHERE id = %s "
                 "RETURNING id, collection, state, stage, progress, documents, error, warnings, created_at, "
                 "started_at, finished_at, attempts",
-                (worker, lease_s),
+                (worker, lease_s, ready[0]),
             ).fetchone()
             if row is None:
                 return None
+            conn.execute(
+                "INSERT INTO ragblend_job_turns (owner, turn) VALUES (%s, nextval('ragblend_job_turn')) "
+                "ON CONFLICT (owner) DO UPDATE SET turn = excluded.turn",
+                (ready[1],),
+            )
             texts = conn.execute(
                 "SELECT doc_id, text FROM ragblend_job_texts WHERE job_id = %s", (row[0],)
             ).fetchall()

@@ -3,6 +3,9 @@
 The data directory belongs to one process (see sqlite_store), so leases only matter between that
 process's worker and its own restarts: a job left running by a process that died is claimable again
 as soon as the next process opens the file.
+
+Fair turns: `job_turns` holds, per owner, the number of the claim that last served it (a counter
+over all claims); a claim takes the oldest ready job of the owner with the lowest (none: 0).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from retrieval.jobs import JobView, documents_from_json, documents_to_json
+from retrieval.errors import QueueFull
+from retrieval.jobs import JobView, documents_from_json, documents_to_json, job_owner
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -24,12 +28,27 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL, started_at REAL, finished_at REAL,
     worker TEXT, lease_until REAL, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(state, created_at);
+CREATE TABLE IF NOT EXISTS job_turns (owner TEXT PRIMARY KEY, turn INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS job_texts (
     job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE, doc_id TEXT NOT NULL, text TEXT NOT NULL,
     PRIMARY KEY (job_id, doc_id));
 """
 _COLUMNS = (
     "id, collection, state, stage, progress, documents, error, warnings, created_at, started_at, finished_at"
+)
+# jobs.job_owner in SQL: what follows the dot of the stored name, '' without one
+_OWNER = (
+    "CASE WHEN instr(collection, '.') > 0 THEN substr(collection, instr(collection, '.') + 1) ELSE '' END"
+)
+_UNFINISHED = f"SELECT count(*) FROM jobs WHERE state IN ('queued', 'running') AND {_OWNER} = ?"
+_READY = (
+    f"SELECT {_COLUMNS}, attempts, owner FROM (SELECT *, {_OWNER} AS owner FROM jobs "
+    "WHERE state = 'queued' OR (state = 'running' AND lease_until < ?)) "
+    "LEFT JOIN job_turns USING (owner) ORDER BY COALESCE(turn, 0), created_at, id LIMIT 1"
+)
+_SERVED = (
+    "INSERT INTO job_turns (owner, turn) VALUES (?, (SELECT COALESCE(max(turn), 0) + 1 FROM job_turns)) "
+    "ON CONFLICT (owner) DO UPDATE SET turn = excluded.turn"
 )
 
 
@@ -63,23 +82,28 @@ class SqliteJobs:
         with self._lock:
             self._db.close()
 
-    def _transaction(self, sql: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def add(self, job: JobView, texts: dict[str, str], limit: int | None = None) -> None:
+        row = (job.job_id, job.collection, *_values(job)[:6], job.created_at, job.started_at, job.finished_at)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # the count and the insert as one: no other add in between
             try:
-                for statement, params in sql:
-                    self._db.execute(statement, params)
-                self._db.execute("COMMIT")
+                if limit is not None:
+                    (unfinished,) = db.execute(_UNFINISHED, (job_owner(job.collection),)).fetchone()
+                    if unfinished >= limit:
+                        raise QueueFull(unfinished, limit, 1)
+                db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                db.executemany(
+                    "INSERT INTO job_texts VALUES (?, ?, ?)", [(job.job_id, *t) for t in texts.items()]
+                )
+                db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
 
-    def add(self, job: JobView, texts: dict[str, str]) -> None:
-        row = (job.job_id, job.collection, *_values(job)[:6], job.created_at, job.started_at, job.finished_at)
-        self._transaction(
-            [(f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)]
-            + [("INSERT INTO job_texts VALUES (?, ?, ?)", (job.job_id, d, t)) for d, t in texts.items()]
-        )
+    def unfinished_count(self, owner: str) -> int:
+        with self._lock:
+            return int(self._db.execute(_UNFINISHED, (owner,)).fetchone()[0])
 
     def claim(self, worker: str, lease_s: float) -> tuple[JobView, dict[str, str], int] | None:
         now = time.time()
@@ -87,11 +111,7 @@ class SqliteJobs:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                row = db.execute(
-                    f"SELECT {_COLUMNS}, attempts FROM jobs WHERE state = 'queued' "
-                    "OR (state = 'running' AND lease_until < ?) ORDER BY created_at, id LIMIT 1",
-                    (now,),
-                ).fetchone()
+                row = db.execute(_READY, (now,)).fetchone()
                 if row is None:
                     db.execute("COMMIT")
                     return None
@@ -100,6 +120,7 @@ class SqliteJobs:
                     "attempts = attempts + 1, started_at = COALESCE(started_at, ?) WHERE id = ?",
                     (worker, now + lease_s, now, row[0]),
                 )
+                db.execute(_SERVED, (row[12],))
                 texts = dict(db.execute("SELECT doc_id, text FROM job_texts WHERE job_id = ?", (row[0],)))
                 db.execute("COMMIT")
             except BaseException:

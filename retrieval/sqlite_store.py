@@ -113,8 +113,11 @@ class SqliteCollectionStore(CollectionStore):
         self._jobs.fail_unfinished(name, f"collection {name!r} was deleted")
 
     # --- jobs -----------------------------------------------------------------------------------
-    def add_job(self, job: JobView, texts: dict[str, str]) -> None:
-        self._jobs.add(job, texts)
+    def add_job(self, job: JobView, texts: dict[str, str], limit: int | None = None) -> None:
+        self._jobs.add(job, texts, limit)
+
+    def unfinished_jobs(self, owner: str) -> int:
+        return self._jobs.unfinished_count(owner)
 
     def claim_job(self, worker: str, lease_s: float) -> tuple[JobView, dict[str, str], int] | None:
         return self._jobs.claim(worker, lease_s)

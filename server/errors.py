@@ -19,10 +19,16 @@ class ApiError(Exception):
     """An error with an HTTP status and a message meant for the client."""
 
     def __init__(
-        self, status: int, message: str, kind: str = "invalid_request", headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request",
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ):
         super().__init__(message)
         self.status, self.message, self.kind, self.headers = status, message, kind, headers
+        self.extra = extra or {}  # more fields of the error object (a limit's name and value)
 
 
 def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -49,7 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         message = _public_names(request, exc.message)
-        return JSONResponse(error_body(exc.kind, message), status_code=exc.status, headers=exc.headers)
+        body = error_body(exc.kind, message, **exc.extra)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from retrieval.collection_store import CollectionStore
 from retrieval.collections import CollectionManager
 from retrieval.config import RetrievalMode
-from retrieval.errors import InvalidRequest, ModelUnavailable, RetrievalError
+from retrieval.errors import InvalidRequest, ModelUnavailable, QueueFull, RetrievalError
 from retrieval.lm import LanguageModel
 from retrieval.metadata import MetadataFilter
 from retrieval.records import RetrievedChunk
@@ -75,6 +75,8 @@ async def open_collections(services: Services) -> CollectionManager:
         job_history=s.retrieval_job_history,
         job_lease_s=s.retrieval_job_lease_s,
         job_poll_s=s.retrieval_job_poll_s,
+        max_jobs_per_tenant=s.retrieval_max_jobs_per_tenant,
+        queue_retry_after_s=s.retrieval_queue_retry_after_s,
     )
     services.collections = manager
     manager.on_chunks_ingested = chunk_warmup_hook(services)
@@ -109,6 +111,11 @@ async def call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking manager call in the thread pool, mapping retrieval errors to API errors."""
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
+    except QueueFull as exc:
+        raise ApiError(
+            exc.status, exc.message, exc.kind, headers={"Retry-After": str(exc.retry_after_s)},
+            extra={"limit": "retrieval_max_jobs_per_tenant", "max": exc.limit, "unfinished": exc.unfinished},
+        ) from exc  # fmt: skip
     except RetrievalError as exc:
         headers = {"Retry-After": "5"} if exc.status == 503 else None
         raise ApiError(exc.status, exc.message, exc.kind, headers=headers) from exc

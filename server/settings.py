@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     # it runs out. Idle workers look for stored jobs every poll interval.
     retrieval_job_lease_s: float = Field(30.0, gt=0)
     retrieval_job_poll_s: float = Field(1.0, gt=0)
+    # ingestion jobs one tenant may have queued or running at once (across replicas sharing the
+    # store); an upload past it gets 429 with this Retry-After and nothing is stored. Workers take
+    # tenants in turn (the one served least recently first), so a flood only delays its own tenant.
+    retrieval_max_jobs_per_tenant: int = Field(32, ge=1, le=1_000_000)
+    retrieval_queue_retry_after_s: int = Field(10, ge=1, le=3600)
     # how long an ingestion job waits for the model to finish loading before it fails
     retrieval_lm_wait_s: float = Field(600.0, gt=0)
     # compute and store each ingested chunk's KV cache, so first questions find it warm

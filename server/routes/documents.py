@@ -34,8 +34,11 @@ async def add_documents(
     over a limit) fails alone, listed as failed with the reason, and the other files are ingested;
     when no file can be read the answer is a 4xx naming each. A named document replaces the one of
     that name; re-sending one unchanged (same text and metadata) does nothing (its job says "unchanged").
+    A tenant with RAGBLEND_RETRIEVAL_MAX_JOBS_PER_TENANT jobs queued or running gets 429 with
+    Retry-After, and nothing is stored.
     """
     await call(manager.collection, scope.storage(name))  # 404 before reading a large body
+    await call(manager.check_queue, scope.storage(name))  # and 429 when the tenant's queue is full
     docs = await read_documents(request, services.settings)
     documents = [doc for doc, _ in docs]
     metadata = [meta for _, meta in docs]
