@@ -10,7 +10,7 @@ VLLM_VENV := .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-main test-vllm setup setup-dev setup-vllm setup-vllm-tests model redis chromium lint bench-prefill clean
+.PHONY: serve test test-main test-vllm setup setup-dev setup-vllm setup-vllm-tests model redis redis-certs chromium lint bench-prefill clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ setup-vllm-tests: $(VLLM_VENV)/.installed
 
 model: setup
 	HF_HUB_OFFLINE=1 $(BIN)/ragblend prepare
+
+# certificates for Redis over TLS (docker/docker-compose.tls.yml, deploy/overlays/redis-tls)
+redis-certs:
+	sh deploy/redis-tls-certs.sh docker/redis-tls
 
 redis:
 	@command -v redis-server >/dev/null 2>&1 || { \

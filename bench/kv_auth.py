@@ -1,4 +1,4 @@
-"""What authenticating chunk-cache entries costs on the read path (cache/entry_auth.py).
+"""What authenticating (and encrypting) chunk-cache entries costs on the read path (cache/entry_auth.py).
 
 Entries the size of one SmolLM2-135M chunk (30 layers, 3 KV heads, head dim 64, bf16) are read back
 with and without the tag check, in one run, the two variants interleaved per repetition:
@@ -7,7 +7,10 @@ with and without the tag check, in one run, the two variants interleaved per rep
 - redis: a batch of entries through the Redis tier (a real redis-server on loopback), layer by layer
   (`get_many_layered`, where every layer's tags are checked before it is released) and whole.
 
-Reports medians and the ratio with / without tags. Writes bench/results/kv_auth.{json,md,png}.
+Each read is measured three ways: checksums only (the baseline), with GMAC tags, and with tags and
+the payload encrypted (AES-256-GCM, `RAGBLEND_KV_ENCRYPT`; encrypted entries are read whole, so the
+"layered" read of an encrypted entry waits for the whole entry). Reports medians and the ratios to
+the baseline. Writes bench/results/kv_auth.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -57,20 +60,36 @@ def bench_decode(tokens: int, reps: int) -> dict[str, float]:
     e = entry(1, tokens)
     plain = encode(e)
     tagged = encode(e, CodecOptions(auth=EntryAuth(SECRET)))
+    sealed = encode(e, CodecOptions(auth=EntryAuth(SECRET), encrypt=True))
     auth = EntryAuth(SECRET)
-    off = on = 0.0
+    off = on = enc = 0.0
     for _ in range(3):  # interleaved rounds
         off += median_ms(lambda: decode(plain), reps)
         on += median_ms(lambda: decode(tagged, auth=auth), reps)
-    return {"tokens": tokens, "bytes": len(plain), "plain_ms": off / 3, "tagged_ms": on / 3}
+        enc += median_ms(lambda: decode(sealed, auth=auth), reps)
+    return {
+        "tokens": tokens,
+        "bytes": len(plain),
+        "plain_ms": off / 3,
+        "tagged_ms": on / 3,
+        "sealed_ms": enc / 3,
+    }
 
 
 def bench_redis(url: str, tmp: Path, tokens: int, count: int, reps: int) -> dict[str, float]:
     entries = [entry(100 + i, tokens) for i in range(count)]
     keys = [x.key for x in entries]
     stores = {}
-    for name, secret in (("plain", None), ("tagged", SECRET)):
-        cfg = StoreConfig(memory_bytes=0, redis_url=url, namespace=name, entry_secret=secret, disk_dir=None)
+    for name, secret in (("plain", None), ("tagged", SECRET), ("sealed", SECRET)):
+        cfg = StoreConfig(
+            memory_bytes=0,
+            redis_url=url,
+            namespace=name,
+            entry_secret=secret,
+            disk_dir=None,
+            encrypt_entries=name == "sealed",
+            redis_timeout_s=10.0,  # a loaded machine must not turn reads into misses
+        )
         store = TieredStore(cfg)
         store.put_many(entries)
         store.flush()
@@ -118,22 +137,25 @@ def main() -> None:
         "# Chunk-entry authentication on the read path",
         "",
         f"`{payload['command']}` at {payload['commit']}; {machine()['cpu_model']}, 1 torch thread; "
-        f"medians of {args.reps} reads x 3 interleaved rounds. Entries of SmolLM2-135M's shape, bf16.",
+        f"medians of {args.reps} reads x 3 interleaved rounds. Entries of SmolLM2-135M's shape, bf16. "
+        "The machine may be shared and loaded: compare the ratios (same run, interleaved), not the "
+        "absolute times.",
         "",
-        "| read | entry | without tags | with tags | ratio |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| read | entry | checksums only | with tags | encrypted | tags / base | encrypted / base |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in decode_rows:
+        p, t, s = r["plain_ms"], r["tagged_ms"], r["sealed_ms"]
         lines.append(
             f"| decode one entry | {r['tokens']} tokens, {r['bytes'] / 2**20:.1f} MiB | "
-            f"{r['plain_ms']:.2f} ms | {r['tagged_ms']:.2f} ms | {r['tagged_ms'] / r['plain_ms']:.2f}x |"
+            f"{p:.2f} ms | {t:.2f} ms | {s:.2f} ms | {t / p:.2f}x | {s / p:.2f}x |"
         )
     for r in redis_rows:
         for kind in ("layered", "whole"):
-            p, t = r[f"plain_{kind}_ms"], r[f"tagged_{kind}_ms"]
+            p, t, s = r[f"plain_{kind}_ms"], r[f"tagged_{kind}_ms"], r[f"sealed_{kind}_ms"]
             lines.append(
                 f"| Redis, {kind} | {int(r['entries'])} x {int(r['tokens'])} tokens | {p:.2f} ms | "
-                f"{t:.2f} ms | {t / p:.2f}x |"
+                f"{t:.2f} ms | {s:.2f} ms | {t / p:.2f}x | {s / p:.2f}x |"
             )
     table = "\n".join(lines) + "\n"
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,25 +171,28 @@ def plot(payload: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels, plain, tagged = [], [], []
+    labels, plain, tagged, sealed = [], [], [], []
     for r in payload["decode"]:
         labels.append(f"decode\n{r['tokens']} tok")
         plain.append(r["plain_ms"])
         tagged.append(r["tagged_ms"])
+        sealed.append(r["sealed_ms"])
     for r in payload["redis"]:
         for kind in ("layered", "whole"):
             labels.append(f"redis {kind}\n{int(r['entries'])}x{int(r['tokens'])}")
             plain.append(r[f"plain_{kind}_ms"])
             tagged.append(r[f"tagged_{kind}_ms"])
+            sealed.append(r[f"sealed_{kind}_ms"])
     xs = range(len(labels))
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.bar([x - 0.2 for x in xs], plain, 0.4, label="checksums only")
-    ax.bar([x + 0.2 for x in xs], tagged, 0.4, label="checksums + GMAC tags")
+    ax.bar([x - 0.27 for x in xs], plain, 0.27, label="checksums only")
+    ax.bar(list(xs), tagged, 0.27, label="checksums + GMAC tags")
+    ax.bar([x + 0.27 for x in xs], sealed, 0.27, label="tags + AES-GCM encryption")
     ax.set_xticks(list(xs), labels, fontsize=8)
     ax.set_ylabel("ms (median)")
     ax.set_yscale("log")
     ax.legend()
-    ax.set_title("Chunk-entry read path with and without authentication")
+    ax.set_title("Chunk-entry read path: checksums, authentication, encryption")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -8,7 +8,9 @@ Layout (little-endian)::
 ``flags`` bits 0-1 give the payload compression (0 none, 1 lz4, 2 zstd); bit 2 says K/V are int8
 with per-token-per-head scales; bit 3 says the entry is authenticated (``cache.entry_auth``): the
 metadata then ends with a 16-byte nonce and a 16-byte tag over the first 20 header bytes and the
-JSON, and the JSON's ``auth`` holds the tags of the payload and of each layer's K and V.
+JSON, and the JSON's ``auth`` holds the tags of the payload and of each layer's K and V; bit 4 (with
+bit 3) says the stored payload is encrypted (``EntrySigner.seal``: no layer checksums or tags then,
+so such entries are read whole, never layer by layer).
 ``meta_crc`` (CRC-32) covers the first 20 header bytes and the metadata, the padding must be zero,
 ``payload_crc`` (``cache.checksum``) covers the stored payload. The JSON holds the key, the
 ChunkMeta, the payload's sections (name, dtype, shape, offset after decompression) and, for raw
@@ -41,6 +43,7 @@ COMPRESSION_CODES: dict[str, int] = {"none": 0, "lz4": 1, "zstd": 2}
 CODE_NAMES = {v: k for k, v in COMPRESSION_CODES.items()}
 FLAG_INT8 = 4
 FLAG_AUTH = 8
+FLAG_SEALED = 16
 AUTH_TRAILER = NONCE_SIZE + TAG_SIZE
 SECTION_DTYPES: dict[str, torch.dtype] = {**DTYPES, "int8": torch.int8}
 
@@ -150,8 +153,10 @@ def read_layout(
         raise CorruptEntry("checksum", "metadata")
     if any(mv[HEADER_SIZE + meta_len : body]):
         raise CorruptEntry("checksum", "padding")
-    if flags & ~(3 | FLAG_INT8 | FLAG_AUTH) or (flags & 3) not in CODE_NAMES:
+    if flags & ~(3 | FLAG_INT8 | FLAG_AUTH | FLAG_SEALED) or (flags & 3) not in CODE_NAMES:
         raise CorruptEntry("flags", str(flags))
+    if flags & FLAG_SEALED and not flags & FLAG_AUTH:
+        raise CorruptEntry("flags", "an encrypted entry must be authenticated")
     signer = None
     if flags & FLAG_AUTH:
         if meta_len < AUTH_TRAILER:

@@ -20,6 +20,7 @@ from cache.blob_layout import (
     COMPRESSION_CODES,
     FLAG_AUTH,
     FLAG_INT8,
+    FLAG_SEALED,
     HEADER,
     HEADER_SIZE,
     MAGIC,
@@ -33,7 +34,7 @@ from cache.blob_layout import (
 from cache.checksum import digest
 from cache.config import Compression
 from cache.entry import DTYPES, ChunkEntry
-from cache.entry_auth import META, PAYLOAD, TAG_SIZE, EntryAuth, layer_tag_index
+from cache.entry_auth import META, PAYLOAD, TAG_SIZE, EntryAuth, layer_tag_index, sealed_associated_data
 from cache.errors import CorruptEntry
 from cache.quant import QUANT_SCHEME, dequantize_int8, quantize_int8
 
@@ -47,12 +48,18 @@ _STEP = 1 << 20
 
 @dataclass(frozen=True)
 class CodecOptions:
-    """How ``encode`` stores K/V, and (``auth``) the key entries are tagged with and must bear."""
+    """How ``encode`` stores K/V, and (``auth``) the key entries are tagged with and must bear;
+    ``encrypt`` (needs ``auth``) stores the payload encrypted under that key."""
 
     compression: Compression = "none"
     quantize: bool = False
     zstd_level: int = 3
     auth: EntryAuth | None = None
+    encrypt: bool = False
+
+    def __post_init__(self) -> None:
+        if self.encrypt and self.auth is None:
+            raise ValueError("encrypting entries needs the entry secret (auth)")
 
 
 def _raw_view(t: torch.Tensor) -> memoryview:
@@ -88,7 +95,7 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         nonce = opts.auth.new_nonce()
         signer = opts.auth.signer(nonce)
     layer_tags: list[list[str]] | None = None
-    if not opts.quantize and opts.compression == "none":
+    if not opts.quantize and opts.compression == "none" and not opts.encrypt:
         layers = entry.meta.num_layers
         k_view, v_view = views
         per = k_view.nbytes // max(layers, 1)
@@ -108,6 +115,10 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         else:
             payload = zstandard.ZstdCompressor(level=opts.zstd_level).compress(raw)
         payload_len = len(payload)
+    if opts.encrypt and signer is not None:
+        plain = payload if payload is not None else b"".join(views)
+        payload = signer.seal(plain, sealed_associated_data(entry.key, entry.meta.model_fingerprint))
+        payload_len = len(payload)
     info: dict[str, Any] = {
         "key": entry.key,
         "meta": entry.meta.to_json(),
@@ -121,6 +132,7 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         info["auth"] = {"payload": signer.tag(PAYLOAD, stored).hex(), "layers": layer_tags}
     meta_json = json.dumps(info, separators=(",", ":")).encode()
     flags = COMPRESSION_CODES[opts.compression] | (FLAG_INT8 if opts.quantize else 0)
+    flags |= FLAG_SEALED if opts.encrypt else 0
     if signer is not None and nonce is not None:
         flags |= FLAG_AUTH
         meta_len = len(meta_json) + len(nonce) + TAG_SIZE
@@ -175,6 +187,8 @@ def decode(
         raise CorruptEntry("checksum", "payload")
     if not layout.payload_ok(stored):
         raise CorruptEntry("mac", "payload tag does not match this server's key")
+    if layout.flags & FLAG_SEALED:
+        stored = _unseal(layout, stored)
     if layout.compression != "none" and layout.raw_len > MAX_RAW_BYTES:
         raise CorruptEntry("metadata", f"claims {layout.raw_len} raw bytes, the limit is {MAX_RAW_BYTES}")
     payload: Any
@@ -184,7 +198,7 @@ def decode(
         elif layout.compression == "zstd":
             payload = _unzstd(stored, layout.raw_len)
         else:
-            payload = bytearray(stored) if mv.readonly else stored
+            payload = bytearray(stored) if stored.readonly else stored
     except CorruptEntry:
         raise
     except Exception as exc:  # decompressors raise library-specific types
@@ -214,6 +228,15 @@ def _build(layout: BlobLayout, payload: Any) -> ChunkEntry:
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CorruptEntry("metadata", str(exc)) from exc
     return entry
+
+
+def _unseal(layout: BlobLayout, stored: memoryview) -> memoryview:
+    if layout.signer is None:
+        raise CorruptEntry("mac", "entry is encrypted and was read without a key")
+    plain = layout.signer.open(stored, sealed_associated_data(layout.key, layout.meta.model_fingerprint))
+    if plain is None:
+        raise CorruptEntry("mac", "payload does not decrypt under this server's key")
+    return memoryview(plain)
 
 
 def _unlz4(data: memoryview, raw_len: int) -> bytearray:

@@ -41,6 +41,14 @@ class StoreConfig:
     - ``entry_secret``: if set, Redis and disk entries are tagged with a key derived from it
       (``cache.entry_auth``) and an entry without a valid tag is a miss, counted as
       ``unauthenticated``; replicas that share a tier must share the secret.
+    - ``encrypt_entries``: also encrypt the K/V of Redis and disk entries (AES-256-GCM under a key
+      derived from ``entry_secret``, bound to the entry's key and model), so a shared tier holds
+      no readable K/V; such entries are read whole, not layer by layer. Needs ``entry_secret``.
+    - ``memory_tenant_bytes`` / ``redis_tenant_bytes`` / ``disk_tenant_bytes``: the bytes each
+      tenant is guaranteed in that tier (``cache.quota``): eviction takes from the tenant most
+      over its quota, within it by the tier's policy, and never pushes a tenant below its quota
+      for another one's write. 0 (default): no quotas, one policy over the whole tier. Redis
+      quotas need ``redis_bytes`` (the tier keeps charged bytes below 60% of it).
     """
 
     memory_bytes: int = 2 * GiB
@@ -61,10 +69,20 @@ class StoreConfig:
     model_fingerprint: str | None = None
     namespace: str = "rbkv"
     entry_secret: bytes | None = None
+    encrypt_entries: bool = False
+    memory_tenant_bytes: int = 0
+    redis_tenant_bytes: int = 0
+    disk_tenant_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.memory_bytes < 0 or self.redis_bytes < 0 or self.disk_bytes < 0:
             raise ValueError("byte budgets must be >= 0")
+        if min(self.memory_tenant_bytes, self.redis_tenant_bytes, self.disk_tenant_bytes) < 0:
+            raise ValueError("per-tenant quotas must be >= 0")
+        if self.redis_tenant_bytes and self.redis_url and not self.redis_bytes:
+            raise ValueError("per-tenant Redis quotas need redis_bytes (the tier's budget)")
+        if self.encrypt_entries and not self.entry_secret:
+            raise ValueError("encrypt_entries needs entry_secret")
         if self.redis_part_bytes < 4096:
             raise ValueError("redis_part_bytes must be at least 4096")
         if self.redis_timeout_s <= 0:

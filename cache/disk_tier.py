@@ -6,7 +6,8 @@ any process) sees either the old whole file or the new whole file. The eviction 
 (sizes and access order) is kept in memory and rebuilt from the directory on start,
 ordered by modification time, which reads refresh. Several processes may share one
 directory: each evicts by its own view, and files another process wrote are adopted
-when first read.
+when first read. With a per-tenant quota (``cache.quota``) eviction takes from the tenant most
+over its quota; an entry's tenant is read from its metadata (on write, adoption and start).
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from cache.blob_layout import ALIGN
 from cache.blob_tier import Blob, BlobItem, BlobTier, RateLimitedLog
 from cache.codec import CodecOptions
-from cache.eviction import EvictionPolicy, LRUPolicy
+from cache.eviction import EvictionPolicy
 from cache.keys import is_valid_key
 from cache.metrics import StoreStats
+from cache.quota import TenantLedger, blob_tenant
 
 _SUFFIX = ".kv"
 _STALE_TMP_S = 3600.0
+_META_PROBE = 64 * ALIGN  # bytes read at start to learn a file's tenant; longer metadata: read whole
 
 
 class DiskTier(BlobTier):
@@ -41,12 +45,16 @@ class DiskTier(BlobTier):
         policy: EvictionPolicy | None = None,
         codec: CodecOptions | None = None,
         model_fingerprint: str | None = None,
+        *,
+        tenant_bytes: int = 0,
+        new_policy: Callable[[], EvictionPolicy] | None = None,
     ) -> None:
         super().__init__(codec or CodecOptions(), model_fingerprint)
         self.directory = os.path.abspath(directory)
         self._tmp_dir = os.path.join(self.directory, ".tmp")
         self._capacity = capacity_bytes
-        self._policy = policy if policy is not None else LRUPolicy()
+        self._ledger = TenantLedger(tenant_bytes, policy, new_policy)
+        self._quotas = tenant_bytes > 0
         self._sizes: dict[str, int] = {}
         self._used = 0
         self._lock = threading.Lock()
@@ -62,7 +70,7 @@ class DiskTier(BlobTier):
         return os.path.join(self.directory, key[:2], key + _SUFFIX)
 
     def _rebuild_index(self) -> None:
-        found: list[tuple[float, str, int]] = []
+        found: list[tuple[float, str, int, str]] = []
         with contextlib.suppress(OSError):
             for sub in os.scandir(self.directory):
                 if sub.name == ".tmp":
@@ -74,13 +82,25 @@ class DiskTier(BlobTier):
                     key = f.name[: -len(_SUFFIX)]
                     if f.name.endswith(_SUFFIX) and is_valid_key(key) and key.startswith(sub.name):
                         st = f.stat()
-                        found.append((st.st_mtime, key, st.st_size))
+                        found.append((st.st_mtime, key, st.st_size, self._file_tenant(f.path)))
         with self._lock:
-            for _, key, size in sorted(found):
+            for _, key, size, tenant in sorted(found):
                 self._sizes[key] = size
                 self._used += size
-                self._policy.add(key, size, float(size))
-            self._evict_locked(0)
+                self._ledger.add(key, tenant, size, float(size))
+            self._evict_locked("", 0)
+
+    def _file_tenant(self, path: str) -> str:
+        if not self._quotas:
+            return ""
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            head = f.read(_META_PROBE)
+            tenant = blob_tenant(head)
+            if not tenant and len(head) == _META_PROBE:
+                f.seek(0)
+                tenant = blob_tenant(f.read())
+            return tenant
+        return ""
 
     def _clean_tmp(self) -> None:
         now = time.time()
@@ -89,19 +109,21 @@ class DiskTier(BlobTier):
                 if now - f.stat().st_mtime > _STALE_TMP_S:
                     os.unlink(f.path)
 
-    def _evict_locked(self, incoming: int) -> None:
+    def _evict_locked(self, tenant: str, incoming: int) -> bool:
+        """Make room for ``incoming`` bytes of ``tenant``; False if the quotas forbid it."""
         while self._used + incoming > self._capacity:
-            victim = self._policy.victim()
+            victim = self._ledger.victim(tenant, incoming)
             if victim is None:
-                return
+                return False
             self._forget_locked(victim)
             with contextlib.suppress(OSError):
                 os.unlink(self._path(victim))
             self.metrics.add("evictions")
+        return True
 
     def _forget_locked(self, key: str) -> None:
         self._used -= self._sizes.pop(key, 0)
-        self._policy.remove(key)
+        self._ledger.remove(key)
 
     def read_blobs(self, keys: Sequence[str]) -> list[Blob | None]:
         return [self._read(key) for key in keys]
@@ -131,13 +153,14 @@ class DiskTier(BlobTier):
             return None
         finally:
             os.close(fd)
+        tenant = blob_tenant(blob) if self._quotas and key not in self._sizes else ""
         with self._lock:
             if key in self._sizes:
-                self._policy.touch(key)
+                self._ledger.touch(key)
             else:
                 self._sizes[key] = size
                 self._used += size
-                self._policy.add(key, size, float(size))
+                self._ledger.add(key, tenant, size, float(size))
         with contextlib.suppress(OSError):
             os.utime(path)
         return blob
@@ -153,12 +176,16 @@ class DiskTier(BlobTier):
         if size > self._capacity:
             self.metrics.add("skipped_writes")
             return
+        tenant = blob_tenant(blob) if self._quotas else ""
         with self._lock:
             self._forget_locked(key)
-            self._evict_locked(size)
+            if not self._evict_locked(tenant, size):
+                self.metrics.add("skipped_writes")  # only tenants within their quota are left
+                return
             # Reserve the space before writing so concurrent writers respect the budget.
             self._sizes[key] = size
             self._used += size
+            self._ledger.charge(key, tenant, size)
         tmp = None
         try:
             os.makedirs(os.path.dirname(self._path(key)), exist_ok=True)
@@ -180,7 +207,7 @@ class DiskTier(BlobTier):
                     os.unlink(tmp)
         with self._lock:
             if key in self._sizes:
-                self._policy.add(key, size, cost)
+                self._ledger.rank(key, size, cost)
         self.metrics.add("writes")
         self.metrics.add("bytes_written", size)
 
@@ -202,6 +229,11 @@ class DiskTier(BlobTier):
             self._forget_locked(key)
         with contextlib.suppress(OSError):
             os.unlink(self._path(key))
+
+    def tenant_bytes_used(self, tenant: str) -> int:
+        """Bytes this tier holds for ``tenant`` (``cache.quota.tenant_tag`` of its salt)."""
+        with self._lock:
+            return self._ledger.used(tenant)
 
     def stats(self) -> StoreStats:
         with self._lock:

@@ -7,7 +7,11 @@ and each tag is AES-256-GCM over no plaintext with the tagged bytes as associate
 under a counter nonce (0: header and metadata, 1: the stored payload, 2 + 2l and 3 + 2l: K and V
 of layer l), so every (subkey, nonce) pair tags one message. GMAC runs at memory speed with
 AES-NI and carry-less multiplication (tens of GB/s, against ~1 GB/s for HMAC-SHA256), so the read
-path stays cheap; ``bench/kv_store.py`` measures it.
+path stays cheap; ``bench/kv_auth.py`` measures it.
+
+Optionally the stored payload is also encrypted (AES-256-GCM under a second key derived from the
+entry's subkey, with the entry's key and model fingerprint as associated data), so a shared tier
+holds no readable K/V; a ciphertext that does not open under this server's key is a miss.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import hmac
 import os
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ALGORITHM = "aes256-gmac"
 TAG_SIZE = 16
 NONCE_SIZE = 16
 META, PAYLOAD = 0, 1
+_SEALED_NONCE = bytes(12)  # the sealing key is used for one message only: the entry's payload
 
 
 def layer_tag_index(layer: int, part: int) -> int:
@@ -35,6 +41,22 @@ class EntrySigner:
 
     def __init__(self, subkey: bytes) -> None:
         self._aead = AESGCM(subkey)
+        self._subkey = subkey
+
+    def _sealer(self) -> AESGCM:
+        return AESGCM(hmac.digest(self._subkey, b"ragblend payload encryption", hashlib.sha256))
+
+    def seal(self, data: Any, associated: bytes) -> bytes:
+        """``data`` encrypted, its GCM tag appended (TAG_SIZE more bytes)."""
+        return self._sealer().encrypt(_SEALED_NONCE, bytes(data) if _needs_copy(data) else data, associated)
+
+    def open(self, data: Any, associated: bytes) -> bytes | None:
+        """The plaintext of ``seal``'s output, or None if it was not sealed with this key and data."""
+        buf = bytes(data) if _needs_copy(data) else data
+        try:
+            return self._sealer().decrypt(_SEALED_NONCE, buf, associated)
+        except InvalidTag:
+            return None
 
     def tag(self, index: int, data: Any) -> bytes:
         return self._aead.encrypt(
@@ -43,6 +65,12 @@ class EntrySigner:
 
     def check(self, index: int, data: Any, tag: bytes) -> bool:
         return hmac.compare_digest(self.tag(index, data), tag)
+
+
+def sealed_associated_data(key: str, fingerprint: str) -> bytes:
+    """What an encrypted payload is bound to: the entry's key and model fingerprint."""
+    k, f = key.encode(), fingerprint.encode()
+    return len(k).to_bytes(4, "little") + k + len(f).to_bytes(4, "little") + f
 
 
 class EntryAuth:

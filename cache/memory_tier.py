@@ -1,14 +1,16 @@
-"""In-process tier: decoded entries, bounded by bytes, evicted by a policy (LRU by default)."""
+"""In-process tier: decoded entries, bounded by bytes, evicted by a policy (LRU by default),
+with an optional guaranteed share per tenant (``cache.quota``)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cache.entry import ChunkEntry
-from cache.eviction import EvictionPolicy, LRUPolicy
+from cache.eviction import EvictionPolicy
 from cache.metrics import StoreStats, TierMetrics
+from cache.quota import TenantLedger, meta_tenant
 from cache.store import ChunkStore, check_entries
 
 
@@ -17,9 +19,16 @@ class MemoryTier(ChunkStore):
 
     name = "memory"
 
-    def __init__(self, capacity_bytes: int, policy: EvictionPolicy | None = None) -> None:
+    def __init__(
+        self,
+        capacity_bytes: int,
+        policy: EvictionPolicy | None = None,
+        *,
+        tenant_bytes: int = 0,
+        new_policy: Callable[[], EvictionPolicy] | None = None,
+    ) -> None:
         self._capacity = capacity_bytes
-        self._policy = policy if policy is not None else LRUPolicy()
+        self._ledger = TenantLedger(tenant_bytes, policy, new_policy)
         self._entries: dict[str, ChunkEntry] = {}
         self._used = 0
         self._lock = threading.Lock()
@@ -32,7 +41,7 @@ class MemoryTier(ChunkStore):
             for key in keys:
                 entry = self._entries.get(key)
                 if entry is not None:
-                    self._policy.touch(key)
+                    self._ledger.touch(key)
                 out.append(entry)
         hits = [e for e in out if e is not None]
         self.metrics.add("hits", len(hits))
@@ -51,19 +60,20 @@ class MemoryTier(ChunkStore):
                 if size > self._capacity:
                     self.metrics.add("skipped_writes")
                     continue
-                old = self._entries.pop(entry.key, None)
-                if old is not None:
-                    self._used -= old.nbytes
-                    self._policy.remove(entry.key)
+                tenant = meta_tenant(entry.meta)
+                self._drop_locked(entry.key)
                 while self._used + size > self._capacity:
-                    victim = self._policy.victim()
+                    victim = self._ledger.victim(tenant, size)
                     if victim is None:
                         break
                     self._drop_locked(victim)
                     evicted += 1
+                if self._used + size > self._capacity:
+                    self.metrics.add("skipped_writes")  # only tenants within their quota are left
+                    continue
                 self._entries[entry.key] = entry
                 self._used += size
-                self._policy.add(entry.key, size, entry.meta.recompute_cost())
+                self._ledger.add(entry.key, tenant, size, entry.meta.recompute_cost())
                 self.metrics.add("writes")
                 self.metrics.add("bytes_written", size)
         self.metrics.add("evictions", evicted)
@@ -73,11 +83,16 @@ class MemoryTier(ChunkStore):
         entry = self._entries.pop(key, None)
         if entry is not None:
             self._used -= entry.nbytes
-        self._policy.remove(key)
+        self._ledger.remove(key)
 
     def contains_many(self, keys: Sequence[str]) -> list[bool]:
         with self._lock:
             return [key in self._entries for key in keys]
+
+    def tenant_bytes_used(self, tenant: str) -> int:
+        """Bytes this tier holds for ``tenant`` (``cache.quota.tenant_tag`` of its salt)."""
+        with self._lock:
+            return self._ledger.used(tenant)
 
     def delete(self, key: str) -> None:
         with self._lock:

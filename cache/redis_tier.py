@@ -6,6 +6,8 @@ before their manifest in the same pipeline and are named by a content-derived wr
 so a reader sees a whole old entry, a whole new one, or (parts of a replaced entry
 already deleted) a miss, never a mix; the codec's checksum is the last line of defence.
 Every failure is a miss or a skipped write plus an ``errors`` count (``cache.redis_conn``).
+With a per-tenant quota, writes are charged to their tenant in the same pipeline and the tenant
+most over its quota loses its oldest entries first (``cache.redis_quota``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cache.blob_tier import Blob, BlobItem, BlobTier
 from cache.codec import CodecOptions
 from cache.keys import is_valid_key
 from cache.metrics import StoreStats
+from cache.quota import blob_tenant
 from cache.redis_conn import RedisConnection, is_cluster_url
 from cache.redis_layout import (
     Manifest,
@@ -30,11 +33,16 @@ from cache.redis_layout import (
     part_key,
     write_id,
 )
+from cache.redis_quota import RedisQuotas
 
 __all__ = ["RedisTier", "is_cluster_url", "parse_manifest"]
 
 _IN_FLIGHT_BYTES = 4 << 20
 _PART_TTL_GRACE_S = 60  # parts outlive their manifest, never the other way round
+# With quotas, the tier keeps the entry bytes it charged below this share of maxmemory, so that
+# Redis' own (tenant-blind) LRU never has to act: the allocator rounds a 256 KiB part up to its
+# next size class (+25%), and keys, the bookkeeping and client buffers need the rest.
+QUOTA_FILL = 0.6
 
 
 class RedisTier(BlobTier):
@@ -55,8 +63,14 @@ class RedisTier(BlobTier):
         namespace: str = "rbkv",
         codec: CodecOptions | None = None,
         model_fingerprint: str | None = None,
+        tenant_bytes: int = 0,
     ) -> None:
         super().__init__(codec or CodecOptions(), model_fingerprint)
+        if tenant_bytes and not max_bytes:
+            raise ValueError("per-tenant Redis quotas need the tier's budget (max_bytes > 0)")
+        self.quotas = (
+            RedisQuotas(namespace, tenant_bytes, int(max_bytes * QUOTA_FILL)) if tenant_bytes else None
+        )
         self.conn = RedisConnection(
             url,
             cluster=cluster,
@@ -164,6 +178,23 @@ class RedisTier(BlobTier):
             return
         ns, ex, size = self.namespace, self.ttl_s, self.part_bytes
         part_ex = ex + _PART_TTL_GRACE_S if ex else None
+        charges: dict[str, list[tuple[str, int]]] = {}
+        if self.quotas is not None:
+            for key, blob, _ in items:
+                charges.setdefault(blob_tenant(blob), []).append((key, len(memoryview(blob).cast("B"))))
+            try:
+                incoming = {t: sum(n for _, n in kn) for t, kn in charges.items()}
+                fits, evicted = self.quotas.make_room(
+                    client, lambda k: self._drop_entries(client, k), incoming
+                )
+            except Exception as exc:
+                self.failed(exc, client)
+                self.metrics.add("skipped_writes", len(items))
+                return
+            self.metrics.add("evictions", evicted)
+            if not fits:  # only tenants within their quota are left: none of them may lose
+                self.metrics.add("skipped_writes", len(items))
+                return
         written = 0
         try:
             pipe = client.pipeline(transaction=False)
@@ -178,6 +209,8 @@ class RedisTier(BlobTier):
                 for p in range(parts):
                     pipe.set(part_key(ns, key, wid, p), mv[p * size : (p + 1) * size], ex=part_ex)
                 pipe.set(main_key(ns, key), make_manifest(mv.nbytes, size, wid), ex=ex, get=True)
+            if self.quotas is not None:
+                self.quotas.charge(pipe, charges)
             results = pipe.execute()
             self._delete_replaced(client, items, results)
         except Exception as exc:
@@ -207,6 +240,35 @@ class RedisTier(BlobTier):
             for name in stale:
                 pipe.delete(name)
             pipe.execute()
+
+    def _drop_entries(self, client: Any, keys: Sequence[str]) -> None:
+        """Delete entries with their parts: one pipeline for the main keys, one for the parts."""
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.getdel(main_key(self.namespace, key))
+        stale: list[str] = []
+        for key, old in zip(keys, pipe.execute(), strict=True):
+            manifest = parse_manifest(old)
+            if manifest is not None:
+                stale.extend(
+                    part_key(self.namespace, key, manifest.write_id, p) for p in range(manifest.parts)
+                )
+        if stale:
+            pipe = client.pipeline(transaction=False)
+            for name in stale:
+                pipe.delete(name)
+            pipe.execute()
+
+    def tenant_bytes_used(self, tenant: str) -> int:
+        """Bytes charged to ``tenant`` in this namespace (0 without quotas or on a fault)."""
+        client = self.conn.client()
+        if client is None or self.quotas is None:
+            return 0
+        try:
+            return self.quotas.used(client).get(tenant, 0)
+        except Exception as exc:
+            self.failed(exc, client)
+            return 0
 
     def drop(self, key: str) -> None:
         self.delete(key)

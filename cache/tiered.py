@@ -13,7 +13,7 @@ from cache.config import StoreConfig
 from cache.disk_tier import DiskTier
 from cache.entry import ChunkEntry
 from cache.entry_auth import EntryAuth
-from cache.eviction import make_policy
+from cache.eviction import EvictionPolicy, make_policy
 from cache.layered import LayeredFetch
 from cache.layered_read import fill_layered
 from cache.memory_tier import MemoryTier
@@ -28,15 +28,26 @@ log = logging.getLogger(__name__)
 def codec_options(config: StoreConfig) -> CodecOptions:
     """How the blob tiers encode, and the key their entries must be tagged with."""
     auth = EntryAuth(config.entry_secret) if config.entry_secret else None
-    return CodecOptions(compression=config.compression, quantize=config.quantize, auth=auth)
+    return CodecOptions(
+        compression=config.compression, quantize=config.quantize, auth=auth, encrypt=config.encrypt_entries
+    )
 
 
 def build_tiers(config: StoreConfig) -> tuple[MemoryTier | None, list[BlobTier]]:
     """The tiers ``config`` enables: the memory tier and the blob tiers in read order."""
     codec = codec_options(config)
+
+    def new_policy() -> EvictionPolicy:
+        return make_policy(config.eviction, config.craft_turnovers)
+
     memory = None
     if config.memory_bytes > 0:
-        memory = MemoryTier(config.memory_bytes, make_policy(config.eviction, config.craft_turnovers))
+        memory = MemoryTier(
+            config.memory_bytes,
+            make_policy(config.eviction, config.craft_turnovers),
+            tenant_bytes=config.memory_tenant_bytes,
+            new_policy=new_policy,
+        )
     blobs: list[BlobTier] = []
     if config.redis_url:
         blobs.append(
@@ -51,6 +62,7 @@ def build_tiers(config: StoreConfig) -> tuple[MemoryTier | None, list[BlobTier]]
                 namespace=config.namespace,
                 codec=codec,
                 model_fingerprint=config.model_fingerprint,
+                tenant_bytes=config.redis_tenant_bytes,
             )
         )
     if config.disk_dir and config.disk_bytes > 0:
@@ -61,6 +73,8 @@ def build_tiers(config: StoreConfig) -> tuple[MemoryTier | None, list[BlobTier]]
                 make_policy(config.eviction, config.craft_turnovers),
                 codec=codec,
                 model_fingerprint=config.model_fingerprint,
+                tenant_bytes=config.disk_tenant_bytes,
+                new_policy=new_policy,
             )
         )
     return memory, blobs

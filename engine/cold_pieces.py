@@ -41,7 +41,7 @@ def compute_missing(
     if prefix is None:
         prefix = precompute_chunk(blender.model, None, torch.tensor(prompt.pieces[0].ids))
         head.exact = head.base = prefix
-        entries.append(cache.to_entry(head.exact_key, context_id([]), prefix))
+        entries.append(cache.to_entry(head.exact_key, context_id([]), prefix, salt=salt))
     ctx = context_id(prompt.pieces[0].ids)
     for lk in missing:
         if lk.index == 0:
@@ -50,7 +50,7 @@ def compute_missing(
         lk.base = chunk
         if lk.index == 1:  # right after the prefix, its base version is also its exact one
             lk.exact = chunk
-        entries.append(cache.to_entry(lk.base_key, ctx, chunk))
+        entries.append(cache.to_entry(lk.base_key, ctx, chunk, salt=salt))
     return entries
 
 

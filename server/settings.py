@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cache.config import StoreConfig
@@ -98,6 +98,13 @@ class Settings(BaseSettings):
     # Redis and disk entries carry tags made with a key derived from the tenant secret; an entry
     # without a valid one (forged, or from a replica with another secret) is a miss
     kv_authenticate: bool = True
+    # also encrypt the K/V of Redis and disk entries under that key (needs kv_authenticate)
+    kv_encrypt: bool = False
+    # bytes each tenant is guaranteed in each tier: another tenant's writes never evict it below
+    # that (0: no quotas); the Redis quota needs kv_redis_bytes
+    kv_memory_tenant_bytes: int = Field(0, ge=0)
+    kv_redis_tenant_bytes: int = Field(0, ge=0)
+    kv_disk_tenant_bytes: int = Field(0, ge=0)
 
     # --- retrieval ---
     # collections and ingestion jobs in Postgres with pgvector (postgresql://user:pass@host/db), shared
@@ -146,6 +153,13 @@ class Settings(BaseSettings):
     def _known_device(cls, value: str) -> str:
         return check_device_name(value)
 
+    @field_validator("kv_encrypt")
+    @classmethod
+    def _encrypt_needs_authenticate(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("kv_authenticate", True):
+            raise ValueError("RAGBLEND_KV_ENCRYPT needs RAGBLEND_KV_AUTHENTICATE=true (its key)")
+        return value
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
@@ -168,6 +182,10 @@ class Settings(BaseSettings):
             quantize=self.kv_quantize,
             eviction=self.kv_eviction,
             entry_secret=self.entry_secret() if self.kv_authenticate else None,
+            encrypt_entries=self.kv_encrypt,
+            memory_tenant_bytes=self.kv_memory_tenant_bytes,
+            redis_tenant_bytes=self.kv_redis_tenant_bytes,
+            disk_tenant_bytes=self.kv_disk_tenant_bytes,
         )
 
     def entry_secret(self) -> bytes:

@@ -260,7 +260,9 @@ class Blender:
             for i in result.fresh_pieces:
                 lk = result.lookups[i]
                 k, v = extract_rows(result.kv, lk.start, lk.end)
-                entries.append(self.cache.to_entry(lk.exact_key, "exact", ChunkKV(k, v, lk.start, {})))
+                entries.append(
+                    self.cache.to_entry(lk.exact_key, "exact", ChunkKV(k, v, lk.start, {}), salt=salt)
+                )
         missing = [lk for lk in result.lookups if lk.exact is None and lk.base is None]
         entries += self.precompute(prompt, missing, salt)
         self.cache.put_many(entries)
@@ -281,9 +283,11 @@ class Blender:
             prompt.pieces[0].ids, prefix, [prompt.pieces[lk.index].ids for lk in others]
         )
         if new_prefix is not None:
-            entries.append(self.cache.to_entry(prefix_key, context_id([]), new_prefix))
+            entries.append(self.cache.to_entry(prefix_key, context_id([]), new_prefix, salt=salt))
         ctx = context_id(prompt.pieces[0].ids)
-        entries += [self.cache.to_entry(lk.base_key, ctx, c) for lk, c in zip(others, chunks, strict=True)]
+        entries += [
+            self.cache.to_entry(lk.base_key, ctx, c, salt=salt) for lk, c in zip(others, chunks, strict=True)
+        ]
         return entries
 
     def compute_chunks(

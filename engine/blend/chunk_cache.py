@@ -10,6 +10,7 @@ import numpy as np
 
 from cache.entry import ChunkEntry, ChunkMeta, dtype_name
 from cache.keys import chunk_key
+from cache.quota import TENANT_FIELD, tenant_tag
 from cache.store import ChunkStore
 from engine.blend.precompute import ChunkKV
 from engine.config import ModelConfig
@@ -36,8 +37,10 @@ class ChunkCache:
         return chunk_key(self.fingerprint, ctx, np.asarray(ids, dtype=np.int64), salt, self.dtype)
 
     def to_entry(
-        self, key: str, ctx: str, chunk: ChunkKV, extra: dict[str, object] | None = None
+        self, key: str, ctx: str, chunk: ChunkKV, extra: dict[str, object] | None = None, salt: str = ""
     ) -> ChunkEntry:
+        """The store entry of `chunk`, charged to the tenant of `salt` (the one its key was made with)."""
+        tenant = {TENANT_FIELD: tenant_tag(salt)} if salt else {}
         meta = ChunkMeta(
             token_count=chunk.k.shape[2],
             dtype=dtype_name(chunk.k.dtype),
@@ -47,7 +50,7 @@ class ChunkCache:
             num_kv_heads=self.cfg.num_kv_heads,
             head_dim=self.cfg.head_dim,
             craft=chunk.craft,
-            extra={"start": chunk.start, "recompute_cost": chunk.k.shape[2], **(extra or {})},
+            extra={"start": chunk.start, "recompute_cost": chunk.k.shape[2], **tenant, **(extra or {})},
         )
         # the store keeps host copies whatever device the chunk was computed on
         k, v = chunk.k.cpu().contiguous(), chunk.v.cpu().contiguous()

@@ -14,7 +14,7 @@ from tests.deploy.kustomize_build import DEPLOY, Doc, build, find, kustomization
 
 # The oldest Kubernetes still commonly run, and the newest whose schemas are bundled.
 VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
-OVERLAYS = ("base", "overlays/cpu", "overlays/gpu", "overlays/cloudnative-pg")
+OVERLAYS = ("base", "overlays/cpu", "overlays/gpu", "overlays/cloudnative-pg", "overlays/redis-tls")
 # Prometheus Operator's and CloudNativePG's: no schema in the Kubernetes API
 CRD_KINDS = {"ServiceMonitor", "Cluster"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from cache.quota import meta_tenant, tenant_tag
 from engine.blend.options import BlendOptions
 from engine.torch_engine import TorchEngine
 
@@ -51,3 +52,13 @@ def test_warm_check_is_per_tenant_and_per_prefix(engine: TorchEngine) -> None:
     assert same_ids == ids
     assert engine.chunk_cache.warm_many(ids, other_prefix, salt) == [False] * 3
     assert engine.chunk_cache.warm_many([], prefix, salt) == []
+
+
+def test_stored_entries_name_their_tenant_for_the_quotas(engine: TorchEngine) -> None:
+    salt = f"tenant-{uuid.uuid4().hex}"
+    write_back(engine, DOCS, salt)
+    prompt = engine.build_prompt("Which lake is the deepest?", DOCS, None)
+    keys = [lk.base_key for lk in engine.blender.lookup(prompt, salt)[1:]]
+    entries = engine.chunk_cache.store.get_many(keys)
+    assert entries and all(e is not None and meta_tenant(e.meta) == tenant_tag(salt) for e in entries)
+    assert tenant_tag(salt) != tenant_tag(salt + "-other")
