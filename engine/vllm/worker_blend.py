@@ -34,6 +34,7 @@ from engine.model import LlamaModel
 from engine.prefill_speed import PrefillSpeed
 from engine.prompt import Prompt
 from engine.vllm.handoff import HandoffSpec
+from engine.vllm.worker_jobs import load_file
 
 # Calls `method` of our worker extension with `args` and returns the (one) worker's answer.
 WorkerCall = Callable[..., Any]
@@ -74,7 +75,7 @@ class WorkerBlender(Blender):
         job = {"prefix_ids": list(prefix_ids), "prefix": prefix, "pieces": [list(p) for p in pieces]}
         out = Path(self._run("ragblend_precompute", job))
         try:
-            result = torch.load(out, weights_only=False)
+            result = load_file(out)
         finally:
             out.unlink(missing_ok=True)
         return result["prefix"], list(result["chunks"])

@@ -11,17 +11,35 @@ from typing import Any
 
 import torch
 
-from engine.blend.blender import Blender
+from engine.blend.blender import Blender, PieceLookup
+from engine.blend.options import BlendOptions
+from engine.blend.precompute import ChunkKV
+from engine.prompt import Prompt, PromptPiece
 from engine.vllm import held
+
+# What job and result files may hold besides tensors and plain values: torch's restricted unpickler
+# builds these and nothing else, so a file planted in the directory cannot run code.
+JOB_TYPES: list[Any] = [
+    BlendOptions,
+    PieceLookup,
+    PromptPiece,
+    Prompt,
+    ChunkKV,
+]
+
+
+def load_file(path: str | Path) -> Any:
+    """A job or result file, read with the restricted unpickler and JOB_TYPES only."""
+    with torch.serialization.safe_globals(JOB_TYPES):
+        return torch.load(path, weights_only=True)
 
 
 def read_job(path: str, directory: str) -> dict[str, Any]:
-    """A job file, from `directory` (our connector's handoff directory) only: unpickling runs code, so
-    nothing from elsewhere is read."""
+    """A job file, from `directory` (our connector's handoff directory) only."""
     where = Path(path).resolve()
     if where.parent != Path(directory).resolve():
         raise ValueError(f"job file {path} is outside {directory}")
-    job: dict[str, Any] = torch.load(where, weights_only=False)
+    job: dict[str, Any] = load_file(where)
     return job
 
 

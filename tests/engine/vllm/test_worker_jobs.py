@@ -121,3 +121,19 @@ def test_a_job_file_from_elsewhere_is_refused(handoff: HandoffDir, tmp_path: Pat
     torch.save({"name": "x"}, stray)
     with pytest.raises(ValueError, match="outside"):
         read_job(str(stray), str(handoff.path))
+
+
+class _Planted:
+    """Not among the job types: what a planted file would ask the unpickler to build."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (print, ("this must never run",))
+
+
+def test_a_job_file_with_other_objects_is_refused_unbuilt(handoff: HandoffDir) -> None:
+    import pickle
+
+    path = handoff.path / "planted.job"
+    torch.save({"prompt": _Planted()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="print"):
+        read_job(str(path), str(handoff.path))
