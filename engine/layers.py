@@ -80,5 +80,5 @@ def attention(
     causal: bool = False,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Grouped-query attention through SDPA; `mask` is boolean [Tq, Tk] with True meaning 'may attend'."""
+    """Grouped-query attention through SDPA; `mask` [Tq, Tk] is boolean (True: may attend) or additive."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=True)

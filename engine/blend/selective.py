@@ -21,6 +21,11 @@ def causal_mask_for_rows(rows: torch.Tensor, n: int) -> torch.Tensor:
     return torch.arange(n)[None, :] <= rows[:, None]
 
 
+def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True: may attend) as SDPA's additive form: 0 where allowed, -inf elsewhere."""
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+
+
 class RowAttention:
     """Exact causal attention for a sorted subset of rows, in groups of consecutive rows.
 
@@ -28,7 +33,8 @@ class RowAttention:
     rectangle away: twice the work a causal prefill of those rows needs, and attention is about half
     of the prefill at RAG prompt lengths on a small model. Group g attends only to the keys up to
     its last row, so the wasted share falls to about 1 / (2 x groups). Masks are built once per
-    prefill and reused by every layer.
+    prefill and reused by every layer, as additive float masks in the queries' dtype: given a boolean
+    mask, SDPA converts it on every call, once per group and layer.
     """
 
     def __init__(
@@ -45,6 +51,8 @@ class RowAttention:
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q [1, heads, rows, d] for the rows; k, v [1, kv_heads, >= last row + 1, d]."""
+        if self.parts and self.parts[0][3].dtype != q.dtype:
+            self.parts = [(a, b, end, additive(mask, q.dtype)) for a, b, end, mask in self.parts]
         outs = [
             attention(q[:, :, a:b], k[:, :, :end], v[:, :, :end], mask=mask) for a, b, end, mask in self.parts
         ]
