@@ -23,8 +23,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from engine.blend.blender import Blender, PieceLookup
 from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
@@ -34,7 +32,7 @@ from engine.model import LlamaModel
 from engine.prefill_speed import PrefillSpeed
 from engine.prompt import Prompt
 from engine.vllm.handoff import HandoffSpec
-from engine.vllm.worker_jobs import load_file
+from engine.vllm.worker_jobs import load_file, save_file
 
 # Calls `method` of our worker extension with `args` and returns the (one) worker's answer.
 WorkerCall = Callable[..., Any]
@@ -87,7 +85,7 @@ class WorkerBlender(Blender):
     def _run(self, method: str, job: dict[str, Any]) -> Any:
         path = self.directory / f"{uuid.uuid4().hex}.job"
         try:
-            torch.save(job, path)
+            save_file(job, path)
             return self.call(method, str(path))
         finally:
             path.unlink(missing_ok=True)
