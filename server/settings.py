@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     vllm_reserved_cpus: int = Field(0, ge=0)  # cores vLLM keeps off its CPU worker
     vllm_start_timeout_s: float = Field(600.0, gt=0)
     vllm_blend_in_worker: bool = True  # blend in vLLM's worker on its weights (false: a copy here)
+    vllm_worker_in_core: bool = True  # vLLM's worker in its engine-core process (false: its own)
     # --- end vLLM backend ---
     # --- blend correctness gate at model load (engine/blend/gate.py): the default mode must lose at
     # most this many nats/token of the full prefill's answer on the shipped prompts, else its ratio is
@@ -218,6 +219,7 @@ class Settings(BaseSettings):
                 reserved_cpus=self.vllm_reserved_cpus,
                 start_timeout_s=self.vllm_start_timeout_s,
                 blend_in_worker=self.vllm_blend_in_worker,
+                worker_in_core=self.vllm_worker_in_core,
             ),
             blend_gate=GateConfig(enabled=self.blend_gate, max_drop=self.blend_gate_max_drop),
         )

@@ -27,6 +27,11 @@ class VllmOptions:
     # Blend inside vLLM's worker on its own loaded model (engine/vllm/worker_blend.py): no second copy
     # of the weights. False: blend here on our own copy of the weights (engine/vllm/prepare.py).
     blend_in_worker: bool = True
+    # Run the worker inside vLLM's engine-core process (its "uni" executor) instead of a process of
+    # its own. With one worker there is nothing to gain from the extra process, and its message queue
+    # readers spin on a core for up to a second after each message: on a CPU with few cores that spin
+    # takes a core from the model while it prefills or blends.
+    worker_in_core: bool = True
 
     def __post_init__(self) -> None:
         if self.kv_cache_gib < 1:

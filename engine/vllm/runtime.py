@@ -55,6 +55,7 @@ def engine_args(
         gpu_memory_utilization=options.gpu_memory_utilization,
         kv_transfer_config=transfer,
         worker_extension_cls=extension,
+        distributed_executor_backend="uni" if options.worker_in_core else None,
         disable_log_stats=True,
         seed=0,
     )
