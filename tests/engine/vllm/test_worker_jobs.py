@@ -24,7 +24,7 @@ from engine.vllm import held
 from engine.vllm.handoff import HandoffDir
 from engine.vllm.prepare import InjectionPlanner
 from engine.vllm.worker_blend import WorkerBlender, is_held
-from engine.vllm.worker_jobs import blend_job, precompute_job, read_job
+from engine.vllm.worker_jobs import blend_job, load_file, precompute_job, read_job, save_file
 from tests.engine.test_chunk_kv import loaded_of
 from tests.engine.vllm.vllm_fixtures import rag_prompts
 
@@ -137,3 +137,17 @@ def test_a_job_file_with_other_objects_is_refused_unbuilt(handoff: HandoffDir) -
     torch.save({"prompt": _Planted()}, path)
     with pytest.raises(pickle.UnpicklingError, match="print"):
         read_job(str(path), str(handoff.path))
+
+
+def test_files_are_written_without_crc_and_read_back_equal(handoff: HandoffDir) -> None:
+    import zipfile
+
+    before = torch.serialization.get_crc32_options()
+    path = handoff.path / "x.job"
+    tensor = torch.randn(3, 5)
+    save_file({"t": tensor}, path)
+    assert torch.serialization.get_crc32_options() == before  # the process-wide switch is put back
+    data = [i for i in zipfile.ZipFile(path).infolist() if "/data/" in i.filename]
+    assert data and all(i.CRC == 0 for i in data)
+    for mmap in (False, True):
+        assert torch.equal(load_file(path, mmap=mmap)["t"], tensor)
