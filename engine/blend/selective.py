@@ -33,12 +33,17 @@ class RowAttention:
     rectangle away: twice the work a causal prefill of those rows needs, and attention is about half
     of the prefill at RAG prompt lengths on a small model. Group g attends only to the keys up to
     its last row, so the wasted share falls to about 1 / (2 x groups). Masks are built once per
-    prefill and reused by every layer, as additive float masks in the queries' dtype: given a boolean
+    prefill and reused by every layer, as additive float masks in the queries' `dtype`: given a boolean
     mask, SDPA converts it on every call, once per group and layer.
     """
 
     def __init__(
-        self, rows: torch.Tensor, groups: int = 8, min_rows: int = 32, device: torch.device | None = None
+        self,
+        rows: torch.Tensor,
+        dtype: torch.dtype,
+        groups: int = 8,
+        min_rows: int = 32,
+        device: torch.device | None = None,
     ) -> None:
         n_groups = max(1, min(groups, rows.shape[0] // min_rows))
         bounds = torch.linspace(0, rows.shape[0], n_groups + 1).round().long().tolist()
@@ -46,13 +51,11 @@ class RowAttention:
         for a, b in itertools.pairwise(bounds):
             if b > a:
                 end = int(rows[b - 1]) + 1
-                mask = causal_mask_for_rows(rows[a:b].cpu(), end).to(device)
+                mask = additive(causal_mask_for_rows(rows[a:b].cpu(), end), dtype).to(device)
                 self.parts.append((a, b, end, mask))
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q [1, heads, rows, d] for the rows; k, v [1, kv_heads, >= last row + 1, d]."""
-        if self.parts and self.parts[0][3].dtype != q.dtype:
-            self.parts = [(a, b, end, additive(mask, q.dtype)) for a, b, end, mask in self.parts]
         outs = [
             attention(q[:, :, a:b], k[:, :, :end], v[:, :, :end], mask=mask) for a, b, end, mask in self.parts
         ]
@@ -89,7 +92,7 @@ def selective_prefill(
     else:
         active = None
         h = model.embed[ids.to(device)]
-    attend = None if active is None else RowAttention(active, device=device)
+    attend = None if active is None else RowAttention(active, h.dtype, device=device)
     index = None if active is None else active.to(device)  # the rows as device indices
     for i, layer in enumerate(model.layers):
         q, k, v = layer.project_qkv(h)
@@ -98,7 +101,7 @@ def selective_prefill(
             q, k = apply_rope(q, cos_all, sin_all), apply_rope(k, cos_all, sin_all)
             if i == full_layers - 1 and selector is not None:
                 active = selector(i, q, k, v, kv.k[i][:, :, :n], kv.v[i][:, :, :n]).cpu()
-                attend = RowAttention(active, device=device)
+                attend = RowAttention(active, q.dtype, device=device)
                 kv.write(i, 0, k, v)
                 index = active.to(device)
                 o = attend(q[:, :, index], k, v)
@@ -108,7 +111,7 @@ def selective_prefill(
             h = layer.finish(h, attention(q, k, v, causal=n > 1))
             if i == full_layers - 1:
                 active = positions
-                attend = RowAttention(active, device=device)
+                attend = RowAttention(active, q.dtype, device=device)
                 index = active.to(device)
             continue
         assert index is not None
