@@ -38,7 +38,16 @@ from cache.entry_auth import META, PAYLOAD, TAG_SIZE, EntryAuth, layer_tag_index
 from cache.errors import CorruptEntry
 from cache.quant import QUANT_SCHEME, dequantize_int8, quantize_int8
 
-__all__ = ["HEADER_SIZE", "MAX_RAW_BYTES", "CodecOptions", "decode", "encode", "entry_view", "read_header"]
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_RAW_BYTES",
+    "CodecOptions",
+    "decode",
+    "encode",
+    "encode_parts",
+    "entry_view",
+    "read_header",
+]
 
 # Decompression never trusts the size an entry claims: output grows a step at a time, up to the
 # claimed size and never past MAX_RAW_BYTES, so a small forged entry cannot make us allocate gigabytes.
@@ -66,8 +75,10 @@ def _raw_view(t: torch.Tensor) -> memoryview:
     return t.contiguous().view(torch.uint8).reshape(-1).numpy().data
 
 
-def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
-    """Serialise ``entry``; ValueError if its tensors disagree with its metadata."""
+def encode_parts(entry: ChunkEntry, options: CodecOptions | None = None) -> list[memoryview]:
+    """``encode``'s blob as consecutive buffers, the uncompressed K/V as views of ``entry``'s own
+    tensors (valid while they are unchanged): for a writer that streams the blob instead of
+    building it. ValueError if its tensors disagree with its metadata."""
     opts = options or CodecOptions()
     entry.validate()
     if opts.quantize:
@@ -140,19 +151,23 @@ def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
         HEADER.pack_into(head, 0, MAGIC, VERSION, flags, meta_len, payload_len, 0, 0)
         meta_json += nonce + signer.tag(META, bytes(head[:META_CRC_SPAN]) + meta_json)
     body = body_offset(len(meta_json))
-    out = bytearray(body + payload_len)
-    HEADER.pack_into(out, 0, MAGIC, VERSION, flags, len(meta_json), payload_len, 0, 0)
-    out[HEADER_SIZE : HEADER_SIZE + len(meta_json)] = meta_json
-    if payload is None:
-        pos = body
-        for view in views:
-            out[pos : pos + view.nbytes] = view
-            pos += view.nbytes
-    else:
-        out[body:] = payload
-    mv = memoryview(out)
-    meta_crc = zlib.crc32(meta_json, zlib.crc32(mv[:META_CRC_SPAN]))
-    struct.pack_into("<II", out, HEADER_SIZE - 8, meta_crc, digest(mv[body:]))
+    head = bytearray(body)
+    HEADER.pack_into(head, 0, MAGIC, VERSION, flags, len(meta_json), payload_len, 0, 0)
+    head[HEADER_SIZE : HEADER_SIZE + len(meta_json)] = meta_json
+    stored_parts: list[Any] = views if payload is None else [memoryview(payload)]
+    meta_crc = zlib.crc32(meta_json, zlib.crc32(memoryview(head)[:META_CRC_SPAN]))
+    struct.pack_into("<II", head, HEADER_SIZE - 8, meta_crc, digest(*stored_parts))
+    return [memoryview(head), *stored_parts]
+
+
+def encode(entry: ChunkEntry, options: CodecOptions | None = None) -> bytearray:
+    """Serialise ``entry``; ValueError if its tensors disagree with its metadata."""
+    parts = encode_parts(entry, options)
+    out = bytearray(sum(part.nbytes for part in parts))
+    pos = 0
+    for part in parts:
+        out[pos : pos + part.nbytes] = part
+        pos += part.nbytes
     return out
 
 

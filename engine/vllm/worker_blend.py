@@ -32,7 +32,7 @@ from engine.model import LlamaModel
 from engine.prefill_speed import PrefillSpeed
 from engine.prompt import Prompt
 from engine.vllm.handoff import HandoffSpec
-from engine.vllm.worker_jobs import load_file, save_file
+from engine.vllm.worker_jobs import read_chunks, write_blend_job, write_precompute_job
 
 # Calls `method` of our worker extension with `args` and returns the (one) worker's answer.
 WorkerCall = Callable[..., Any]
@@ -61,8 +61,12 @@ class WorkerBlender(Blender):
         dtype = next(name for name, dt in DTYPES.items() if dt == self.model.dtype)
         name = str(self.directory / f"{uuid.uuid4().hex}{HELD_SUFFIX}")
         spec = HandoffSpec(name, len(prompt) - 1, cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, dtype)
-        job = {"name": name, "prompt": prompt, "lookups": lookups, "opts": opts}
-        figures: dict[str, float] = dict(self._run("ragblend_blend", job))
+        path = self._job_path()
+        try:
+            write_blend_job(path, name, prompt, lookups, opts)
+            figures: dict[str, float] = dict(self.call("ragblend_blend", str(path)))
+        finally:
+            path.unlink(missing_ok=True)
         total_ms = (time.perf_counter() - started) * 1000
         figures["handoff_ms"] = max(total_ms - figures["blend_ms"], 0.0)
         return spec, figures
@@ -70,25 +74,23 @@ class WorkerBlender(Blender):
     def compute_chunks(
         self, prefix_ids: Sequence[int], prefix: ChunkKV | None, pieces: Sequence[Sequence[int]]
     ) -> tuple[ChunkKV | None, list[ChunkKV]]:
-        job = {"prefix_ids": list(prefix_ids), "prefix": prefix, "pieces": [list(p) for p in pieces]}
-        out = Path(self._run("ragblend_precompute", job))
+        path = self._job_path()
         try:
-            result = load_file(out)
+            write_precompute_job(path, prefix_ids, prefix, pieces)
+            out = Path(self.call("ragblend_precompute", str(path)))
+        finally:
+            path.unlink(missing_ok=True)
+        try:
+            return read_chunks(out)
         finally:
             out.unlink(missing_ok=True)
-        return result["prefix"], list(result["chunks"])
 
     def prefill_speed(self) -> PrefillSpeed:
         figures = self.call("ragblend_prefill_speed")
         return PrefillSpeed(tokens_per_s=float(figures["tokens_per_s"]), pair_s=float(figures["pair_s"]))
 
-    def _run(self, method: str, job: dict[str, Any]) -> Any:
-        path = self.directory / f"{uuid.uuid4().hex}.job"
-        try:
-            save_file(job, path)
-            return self.call(method, str(path))
-        finally:
-            path.unlink(missing_ok=True)
+    def _job_path(self) -> Path:
+        return self.directory / f"{uuid.uuid4().hex}.job"
 
 
 def is_held(spec: HandoffSpec | None) -> bool:

@@ -7,6 +7,9 @@ end to end against plain vLLM's tokens.)"""
 from __future__ import annotations
 
 import dataclasses
+import json
+import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +17,27 @@ import pytest
 import torch
 
 from cache.memory_tier import MemoryTier
-from engine.blend.blender import Blender
+from engine.blend.blender import Blender, PieceLookup
 from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
+from engine.blend.precompute import ChunkKV as PieceKV
 from engine.chunk_kv import ChunkKV
 from engine.model import LlamaModel
+from engine.prompt import Prompt, PromptPiece
 from engine.torch_engine import TorchEngine
 from engine.vllm import held
 from engine.vllm.handoff import HandoffDir
+from engine.vllm.job_file import MAGIC, JobFileError
 from engine.vllm.prepare import InjectionPlanner
 from engine.vllm.worker_blend import WorkerBlender, is_held
-from engine.vllm.worker_jobs import blend_job, load_file, precompute_job, read_job, save_file
+from engine.vllm.worker_jobs import (
+    blend_job,
+    precompute_job,
+    read_chunks,
+    read_job,
+    write_blend_job,
+    write_precompute_job,
+)
 from tests.engine.test_chunk_kv import loaded_of
 from tests.engine.vllm.vllm_fixtures import rag_prompts
 
@@ -118,36 +131,109 @@ def test_warm_up_and_blend_in_the_worker_equal_the_blend_here(
 
 def test_a_job_file_from_elsewhere_is_refused(handoff: HandoffDir, tmp_path: Path) -> None:
     stray = tmp_path / "stray.job"
-    torch.save({"name": "x"}, stray)
+    write_precompute_job(stray, [1, 2], None, [[3]])
     with pytest.raises(ValueError, match="outside"):
         read_job(str(stray), str(handoff.path))
 
 
 class _Planted:
-    """Not among the job types: what a planted file would ask the unpickler to build."""
+    """What a planted pickle would ask an unpickler to run: it creates the file `marker`."""
 
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (print, ("this must never run",))
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return (Path.touch, (self.marker,))
 
 
-def test_a_job_file_with_other_objects_is_refused_unbuilt(handoff: HandoffDir) -> None:
-    import pickle
-
+def test_a_planted_pickle_is_refused_and_never_unpickled(handoff: HandoffDir, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
     path = handoff.path / "planted.job"
-    torch.save({"prompt": _Planted()}, path)
-    with pytest.raises(pickle.UnpicklingError, match="print"):
+    torch.save({"prompt": _Planted(marker)}, path)
+    with pytest.raises(JobFileError, match="magic"):
         read_job(str(path), str(handoff.path))
+    path.write_bytes(pickle.dumps(_Planted(marker)))
+    with pytest.raises(JobFileError, match="magic"):
+        read_job(str(path), str(handoff.path))
+    assert not marker.exists()
 
 
-def test_files_are_written_without_crc_and_read_back_equal(handoff: HandoffDir) -> None:
-    import zipfile
+def _chunk(tokens: int, start: int, dtype: torch.dtype = torch.float32) -> PieceKV:
+    k, v = torch.randn(2, 3, tokens, 4, dtype=dtype), torch.randn(2, 3, tokens, 4, dtype=dtype)
+    return PieceKV(k, v, start, {"cci": 0.5, "token_inter": [0.25] * tokens})
 
-    before = torch.serialization.get_crc32_options()
-    path = handoff.path / "x.job"
-    tensor = torch.randn(3, 5)
-    save_file({"t": tensor}, path)
-    assert torch.serialization.get_crc32_options() == before  # the process-wide switch is put back
-    data = [i for i in zipfile.ZipFile(path).infolist() if "/data/" in i.filename]
-    assert data and all(i.CRC == 0 for i in data)
-    for mmap in (False, True):
-        assert torch.equal(load_file(path, mmap=mmap)["t"], tensor)
+
+def _blend_job(path: Path) -> tuple[Prompt, list[PieceLookup], BlendOptions]:
+    prompt = Prompt(
+        (
+            PromptPiece("prefix", (1, 2), "sys"),
+            PromptPiece("document", (5, 6, 7), "doc"),
+            PromptPiece("query", (9,), "q?"),
+        )
+    )
+    lookups = [PieceLookup(1, 2, 5, "exact", "base", exact=None, base=_chunk(3, 2, torch.bfloat16))]
+    opts = BlendOptions(mode="cacheblend", ratio=0.25, widen=2)
+    write_blend_job(path, "held-name", prompt, lookups, opts)
+    return prompt, lookups, opts
+
+
+def test_jobs_and_results_read_back_equal_and_the_files_hold_no_pickle(handoff: HandoffDir) -> None:
+    path = handoff.path / "b.job"
+    prompt, lookups, opts = _blend_job(path)
+    assert b"\x80\x02" not in path.read_bytes()[:16] and path.read_bytes().startswith(MAGIC)
+    job = read_job(str(path), str(handoff.path))
+    assert job["name"] == "held-name" and job["prompt"] == prompt and job["opts"] == opts
+    (got,), (want,) = job["lookups"], lookups
+    assert (got.index, got.start, got.end, got.exact_key, got.base_key, got.exact) == (
+        1,
+        2,
+        5,
+        "exact",
+        "base",
+        None,
+    )
+    assert got.base is not None and want.base is not None
+    assert torch.equal(got.base.k, want.base.k) and torch.equal(got.base.v, want.base.v)
+    assert got.base.k.dtype == torch.bfloat16 and got.base.start == 2 and got.base.craft == want.base.craft
+
+    prefix, chunks = _chunk(2, 0), [_chunk(3, 2), _chunk(1, 5)]
+    path = handoff.path / "p.job"
+    write_precompute_job(path, [1, 2], prefix, [[5, 6, 7], [8]])
+    job = read_job(str(path), str(handoff.path))
+    assert job["prefix_ids"] == [1, 2] and job["pieces"] == [[5, 6, 7], [8]]
+    assert torch.equal(job["prefix"].k, prefix.k)
+
+    class Computes:
+        def compute_chunks(self, *args: Any) -> tuple[PieceKV | None, list[PieceKV]]:
+            return None, chunks
+
+    out = Path(precompute_job(Computes(), job, handoff.path / "p.out"))  # type: ignore[arg-type]
+    fresh, back = read_chunks(out)
+    assert fresh is None and len(back) == 2
+    for a, b in zip(back, chunks, strict=True):
+        assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v) and a.start == b.start
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "kind", "options"])
+def test_a_damaged_job_file_is_refused(handoff: HandoffDir, damage: str) -> None:
+    path = handoff.path / "b.job"
+    _blend_job(path)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-7] ^= 0x40  # a byte of K/V: the codec's checksum catches it
+    elif damage == "truncate":
+        data = data[:-100]
+    else:
+        (length,) = struct.unpack_from("<Q", data, len(MAGIC))
+        header = json.loads(data[len(MAGIC) + 8 : len(MAGIC) + 8 + length])
+        if damage == "header":
+            header["lookups"][0]["base"] = 3  # no such chunk cache
+        elif damage == "kind":
+            header["prompt"][0]["kind"] = "system"
+        else:
+            header["opts"]["ratio"] = 7.0
+        head = json.dumps(header).encode()
+        data = bytearray(MAGIC + struct.pack("<Q", len(head)) + head) + data[len(MAGIC) + 8 + length :]
+    path.write_bytes(bytes(data))
+    with pytest.raises(JobFileError):
+        read_job(str(path), str(handoff.path))
