@@ -8,7 +8,10 @@ priority). The same trace runs against each `--modes` entry on a fresh local ser
 and `default` (the default blend mode). Per class (warm, cold): TTFT p50 / p99 (server-reported
 `ttft_ms`) and goodput under `--slo-ms`. Then the back-to-back check: each of `--check` questions with
 `full`, then the default mode twice, one after the other; the ratio of the second blended TTFT to full.
-vLLM with prefix caching (`RAGBLEND_ENGINE=vllm`) is `--modes vllm-prefix`, run from `.venv-vllm`.
+vLLM with prefix caching (`RAGBLEND_ENGINE=vllm`) is `--modes vllm-prefix`, and the vLLM backend
+blending in its worker `--modes vllm-probe`, both run from `.venv-vllm`. With `--reorder`, a warm
+request's passages come in a new order each time, as a retriever's ranking varies: what a prefix
+cache cannot reuse past the first moved passage and a blend can.
 
     .venv/bin/python -m bench.mixed --requests 16 --rates 0.1
     .venv-vllm/bin/python -m bench.mixed --modes full,probe,vllm-prefix --rates 0.25,0.5,1,2
@@ -41,6 +44,7 @@ SERVERS = {
     "default": ({}, None),
     "probe": ({}, {"mode": "probe"}),
     "vllm-prefix": ({"RAGBLEND_ENGINE": "vllm", "RAGBLEND_VLLM_PREFIX_CACHING": "true"}, {"mode": "full"}),
+    "vllm-probe": ({"RAGBLEND_ENGINE": "vllm"}, {"mode": "probe"}),
 }
 
 
@@ -54,6 +58,7 @@ def pct(xs: list[float], q: float) -> float | None:
 def trace(args: argparse.Namespace, rate: float, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`args.requests` arrivals at `rate` over `rows` (a pool of `args.pool` popular examples first)."""
     rng = random.Random(args.seed)
+    order = random.Random(args.seed + 1)  # its own stream: --reorder leaves the arrivals as they were
     pool = list(range(args.pool))
     weights = [1 / (r + 1) ** args.zipf for r in pool]
     fresh = iter(range(args.pool, len(rows)))
@@ -70,6 +75,8 @@ def trace(args: argparse.Namespace, rate: float, rows: list[dict[str, Any]]) -> 
             for c in ex["ctxs"][: args.passages]
         ]
         cls = "warm" if idx in seen else "cold"
+        if cls == "warm" and args.reorder:
+            order.shuffle(docs)
         seen.add(idx)
         out.append({"at": t, "query": ex["question"], "documents": docs, "class": cls})
     return out
@@ -182,6 +189,11 @@ def main() -> None:
     p.add_argument("--new-share", type=float, default=0.3)
     p.add_argument("--passages", type=int, default=3)
     p.add_argument("--words", type=int, default=120)
+    p.add_argument(
+        "--reorder",
+        action="store_true",
+        help="warm requests get their passages in a new random order (as a retriever's ranking varies)",
+    )
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--slo-ms", type=float, default=3000)
     p.add_argument("--goodput", type=float, default=0.9, help="share within the SLO that counts as sustained")
@@ -232,7 +244,8 @@ def report(modes: dict[str, dict[str, Any]], rates: list[float], args: argparse.
     f = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
     lines = [
         f"Mixed trace: {args.requests} requests per rate, {args.passages} passages of <= {args.words} words,"
-        f" {args.new_share:.0%} new documents, SLO TTFT {args.slo_ms:g} ms,"
+        f" {args.new_share:.0%} new documents{', warm ones reordered' if args.reorder else ''},"
+        f" SLO TTFT {args.slo_ms:g} ms,"
         f" an upload of {args.upload_paragraphs} SQuAD paragraphs during each run."
         f" Sustained: the highest rate with >= {args.goodput:.0%} of requests within the"
         " SLO at it and every lower rate.",
