@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from hashlib import blake2b
 from typing import Any, TypeVar
 
@@ -54,6 +53,7 @@ from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
 from engine.scoring import ScoredPrompt
+from engine.vllm.blend_queue import BlendQueue
 from engine.vllm.handoff import HandoffDir
 from engine.vllm.options import VllmOptions
 from engine.vllm.prepare import Injection, InjectionPlanner
@@ -103,8 +103,9 @@ class VllmEngine(Engine):
             self.chunk_kv = ChunkKV(loaded, self.store, self._run_background)
         self.chunk_cache = self.chunk_kv.cache
         self.planner = InjectionPlanner(self.chunk_kv.blender, self.handoff, self.worker)
-        # One blend (or chunk-cache write-back) at a time, off vLLM's client loop.
-        self.blend_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragblend-blend")
+        # One blend (or chunk-cache write-back) at a time, off vLLM's client loop; requests' blends
+        # before write-backs and warm-up (engine/vllm/blend_queue.py).
+        self.blend_pool = BlendQueue()
         args = engine_args(
             cfg.model_dir, self.dtype_name, self.max_context, self.options, str(self.handoff.path)
         )
@@ -182,6 +183,10 @@ class VllmEngine(Engine):
         usage = {"cached_tokens": 0, "recomputed_tokens": 0}
         return ScoredPrompt([None, *scored], usage, {"prefill_ms": (time.perf_counter() - started) * 1000})
 
+    def settle(self, timeout_s: float = 120.0) -> None:
+        """Wait until the background blend work queued so far (write-backs, warm-up) has run."""
+        self.blend_pool.submit(lambda: None, background=True).result(timeout_s)
+
     def close(self) -> None:
         self.runtime.close()
         self.blend_pool.shutdown(wait=True)
@@ -200,7 +205,7 @@ class VllmEngine(Engine):
     def _run_background(self, fn: Callable[[Blender], T], name: str) -> T:
         """Chunk-KV work nobody waits for (ingestion's warm-up) on the blend thread, between blends:
         the blender is used by one thread only, and vLLM's own process is never touched."""
-        return self.blend_pool.submit(fn, self.chunk_kv.blender).result()
+        return self.blend_pool.submit(fn, self.chunk_kv.blender, background=True).result()
 
     # ---------------- one request, on vLLM's client loop ----------------
 
@@ -232,8 +237,8 @@ class VllmEngine(Engine):
         try:
             if blend is not None and blend.mode == "prefix" and self.options.prefix_caching:
                 blend = None  # vLLM's own prefix caching is the prefix mode then
-            injection = await asyncio.get_running_loop().run_in_executor(
-                self.blend_pool, self.planner.plan, prompt, blend, salt
+            injection = await asyncio.wrap_future(
+                self.blend_pool.submit(self.planner.plan, prompt, blend, salt)
             )
             await self._stream(prompt, params, blend, salt, sink, cancel, injection, started)
         except (EngineDeadError, EngineUnavailable) as exc:
@@ -242,14 +247,15 @@ class VllmEngine(Engine):
             log.exception("vLLM request failed")
             sink.put(exc)
         finally:
+            # queued before the request ends, so whoever saw it end can wait for them (`settle`)
+            for write_back in injection.write_backs:  # a piece each, so a request can come between
+                self.blend_pool.submit(_logged, write_back, background=True)
             sink.end()
             self.handoff.discard(injection.spec)
             if is_held(injection.spec):
                 assert injection.spec is not None
                 with contextlib.suppress(Exception):  # a dead engine holds nothing any more
                     await self.runtime.rpc("ragblend_discard", injection.spec.path)
-            if injection.write_back is not None:
-                self.blend_pool.submit(_logged, injection.write_back)
 
     async def _stream(
         self,

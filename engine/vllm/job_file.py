@@ -19,6 +19,7 @@ import dataclasses
 import io
 import json
 import mmap
+import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,10 +100,12 @@ def _mapped_blobs(view: memoryview, pos: int) -> Any:
 
 
 def _read_blobs(f: io.BufferedReader) -> Any:
+    size = os.fstat(f.fileno()).st_size
     while head := f.read(HEADER_SIZE):
-        if len(head) < HEADER_SIZE:
+        total = read_header(head)[3] if len(head) == HEADER_SIZE else size + 1
+        if total > size - f.tell() + HEADER_SIZE:  # never allocate what the file cannot hold
             raise JobFileError("truncated entry")
-        blob = bytearray(read_header(head)[3])
+        blob = bytearray(total)
         blob[:HEADER_SIZE] = head
         if f.readinto(memoryview(blob)[HEADER_SIZE:]) != len(blob) - HEADER_SIZE:
             raise JobFileError("truncated entry")

@@ -37,8 +37,8 @@ class Injection:
     cached_tokens: int = 0
     recomputed_tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-    # stores what this request taught the chunk cache; run after the answer, never before it
-    write_back: Callable[[], None] | None = None
+    # store what this request taught the chunk cache, one piece each; run after the answer, in order
+    write_backs: list[Callable[[], None]] = field(default_factory=list)
     moved_tokens: int = 0  # cached tokens whose context changed (what the recompute ratio is of)
 
 
@@ -62,7 +62,7 @@ class InjectionPlanner:
         if opts.mode == "prefix":
             return self._prefix(prompt, lookups, fetch_ms, store_missing)
         if len(missing) == len(lookups):
-            return Injection(None, timings={"kv_fetch_ms": fetch_ms}, write_back=store_missing)
+            return Injection(None, timings={"kv_fetch_ms": fetch_ms}, write_backs=store_missing)
         if self.worker is not None:
             return self._in_worker(prompt, lookups, opts, fetch_ms, store_missing)
         n = len(prompt)
@@ -79,7 +79,7 @@ class InjectionPlanner:
             self.blender.write_back(prompt, result, opts, salt)
 
         return Injection(
-            spec, result.cached_tokens, result.recomputed_tokens, timings, write_back, result.moved_tokens
+            spec, result.cached_tokens, result.recomputed_tokens, timings, [write_back], result.moved_tokens
         )
 
     def _in_worker(
@@ -88,7 +88,7 @@ class InjectionPlanner:
         lookups: list[PieceLookup],
         opts: BlendOptions,
         fetch_ms: float,
-        store_missing: Callable[[], None],
+        store_missing: list[Callable[[], None]],
     ) -> Injection:
         """The blend in vLLM's worker. Its write-back is `store_missing`: outside the prefix mode a
         blend teaches the cache only the base versions of the pieces it lacked."""
@@ -109,7 +109,11 @@ class InjectionPlanner:
         )
 
     def _prefix(
-        self, prompt: Prompt, lookups: list[PieceLookup], fetch_ms: float, store_missing: Callable[[], None]
+        self,
+        prompt: Prompt,
+        lookups: list[PieceLookup],
+        fetch_ms: float,
+        store_missing: list[Callable[[], None]],
     ) -> Injection:
         placed = time.perf_counter()
         reused = 0
@@ -122,7 +126,7 @@ class InjectionPlanner:
         timings = {"kv_fetch_ms": fetch_ms}
         tokens = min(reused, len(prompt) - 1)
         if tokens <= 0:
-            return Injection(None, timings=timings, write_back=store_missing)
+            return Injection(None, timings=timings, write_backs=store_missing)
         model = self.blender.model
         kv = KVCache(model.cfg, reused, model.dtype)
         for lk in exact:
@@ -132,8 +136,18 @@ class InjectionPlanner:
         timings["handoff_ms"] = (time.perf_counter() - placed) * 1000
         return Injection(spec, reused, 0, timings, store_missing)
 
-    def _store_missing(self, prompt: Prompt, missing: list[PieceLookup], salt: str) -> Callable[[], None]:
-        def store() -> None:
-            self.blender.cache.put_many(self.blender.precompute(prompt, missing, salt))
+    def _store_missing(
+        self, prompt: Prompt, missing: list[PieceLookup], salt: str
+    ) -> list[Callable[[], None]]:
+        """The base versions of `missing`, one piece per step (the prefix piece with the first, when
+        it is missing: the later steps read it back from the store)."""
+        steps = (
+            [missing[:2], *([lk] for lk in missing[2:])]
+            if missing and missing[0].index == 0
+            else [[lk] for lk in missing]
+        )
 
-        return store
+        def store(pieces: list[PieceLookup]) -> Callable[[], None]:
+            return lambda: self.blender.cache.put_many(self.blender.precompute(prompt, pieces, salt))
+
+        return [store(pieces) for pieces in steps]

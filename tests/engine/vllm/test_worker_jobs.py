@@ -129,6 +129,36 @@ def test_warm_up_and_blend_in_the_worker_equal_the_blend_here(
     assert list(handoff.path.iterdir()) == []  # job files are removed after their call
 
 
+def test_a_cold_prompt_is_stored_after_the_answer_one_piece_per_step(
+    engine: TorchEngine, handoff: HandoffDir
+) -> None:
+    worker = InProcessWorker(engine, handoff.path)
+    shell = LlamaModel.shell(engine.model_config, engine.model.dtype, engine.max_context)
+    loaded = dataclasses.replace(loaded_of(engine), model=shell)
+    remote: list[WorkerBlender] = []
+
+    def make(model: LlamaModel, cache: ChunkCache) -> Blender:
+        remote.append(WorkerBlender(model, cache, worker, handoff.path))
+        return remote[0]
+
+    chunk_kv = ChunkKV(loaded, MemoryTier(256 << 20), make_blender=make)
+    prompt = rag_prompts(engine, count=1, passages=3)[0]
+    planner = InjectionPlanner(chunk_kv.blender, handoff, remote[0])
+    injection = planner.plan(prompt, BlendOptions(mode="probe"), "c")
+    # nothing cached: vLLM prefills it whole, and no model work ran before the answer
+    assert injection.spec is None and worker.calls == []
+    pieces = len(prompt.pieces) - 1  # the prefix and the documents; the query is never stored
+    assert len(injection.write_backs) == pieces - 1  # the prefix goes with the first document
+    for step in injection.write_backs:
+        step()
+    assert worker.calls == ["ragblend_precompute"] * (pieces - 1)
+    found = remote[0].lookup(prompt, "c")
+    assert all(lk.base is not None or lk.exact is not None for lk in found)
+    again = planner.plan(prompt, BlendOptions(mode="probe"), "c")
+    assert again.spec is not None and again.write_backs == [] and again.cached_tokens > 0
+    held.release(again.spec.path)
+
+
 def test_a_job_file_from_elsewhere_is_refused(handoff: HandoffDir, tmp_path: Path) -> None:
     stray = tmp_path / "stray.job"
     write_precompute_job(stray, [1, 2], None, [[3]])
@@ -212,6 +242,12 @@ def test_jobs_and_results_read_back_equal_and_the_files_hold_no_pickle(handoff: 
     assert fresh is None and len(back) == 2
     for a, b in zip(back, chunks, strict=True):
         assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v) and a.start == b.start
+
+    whole = out.read_bytes()
+    for cut in (len(whole) - 1, len(whole) - 200, 20):  # a result cut short is refused, whatever it claims
+        out.write_bytes(whole[:cut])
+        with pytest.raises(JobFileError):
+            read_chunks(out)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "header", "kind", "options"])

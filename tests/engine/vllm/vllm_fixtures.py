@@ -71,6 +71,7 @@ def backend_greedy(
         else:
             final = event
     assert final is not None
+    engine.settle()  # what the request taught the chunk cache is stored before the next one
     return tokens, final.text, final
 
 

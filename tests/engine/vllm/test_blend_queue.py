@@ -1,0 +1,78 @@
+"""The vLLM backend's blend thread: a request's blend goes before queued write-backs, write-backs
+still run (in order), and aging keeps them from starving."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from engine.vllm.blend_queue import BlendQueue
+
+
+def _blocked(queue: BlendQueue) -> threading.Event:
+    """Occupy the thread until the returned event is set."""
+    gate, started = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        started.set()
+        gate.wait(10)
+
+    queue.submit(hold, background=True)
+    assert started.wait(10)
+    return gate
+
+
+def test_a_blend_goes_before_queued_write_backs_which_run_later_in_order() -> None:
+    queue = BlendQueue(aging_s=60)
+    ran: list[str] = []
+    gate = _blocked(queue)
+    backs = [queue.submit(ran.append, f"piece {i}", background=True) for i in range(3)]
+
+    def blend_fn() -> str:
+        ran.append("blend")
+        return "kv"
+
+    blend = queue.submit(blend_fn)
+    assert queue.waiting() == (1, 3)
+    gate.set()
+    assert blend.result(10) == "kv"
+    for f in backs:
+        f.result(10)
+    assert ran == ["blend", "piece 0", "piece 1", "piece 2"]
+    queue.shutdown()
+
+
+def test_an_aged_write_back_runs_before_newer_blends() -> None:
+    queue = BlendQueue(aging_s=0.0)
+    ran: list[str] = []
+    gate = _blocked(queue)
+    back = queue.submit(ran.append, "write-back", background=True)
+    blend = queue.submit(ran.append, "blend")
+    gate.set()
+    back.result(10), blend.result(10)
+    assert ran == ["write-back", "blend"]
+    queue.shutdown()
+
+
+def test_errors_reach_the_caller_and_the_thread_serves_on() -> None:
+    queue = BlendQueue()
+
+    def fail() -> None:
+        raise ValueError("bad blend")
+
+    with pytest.raises(ValueError, match="bad blend"):
+        queue.submit(fail).result(10)
+    assert queue.submit(lambda: 7).result(10) == 7
+    queue.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        queue.submit(lambda: 1)
+
+
+def test_shutdown_runs_what_is_queued() -> None:
+    queue = BlendQueue()
+    gate = _blocked(queue)
+    later = queue.submit(lambda: "done", background=True)
+    gate.set()
+    queue.shutdown(wait=True)
+    assert later.result(0) == "done"
