@@ -234,6 +234,7 @@ class VllmEngine(Engine):
     ) -> None:
         started = time.perf_counter()
         injection = Injection(None)
+        self.blend_pool.begin()
         try:
             if blend is not None and blend.mode == "prefix" and self.options.prefix_caching:
                 blend = None  # vLLM's own prefix caching is the prefix mode then
@@ -250,6 +251,7 @@ class VllmEngine(Engine):
             # queued before the request ends, so whoever saw it end can wait for them (`settle`)
             for write_back in injection.write_backs:  # a piece each, so a request can come between
                 self.blend_pool.submit(_logged, write_back, background=True)
+            self.blend_pool.end()
             sink.end()
             self.handoff.discard(injection.spec)
             if is_held(injection.spec):

@@ -3,10 +3,11 @@
 Every call into the blender (and through it into vLLM's worker) runs on one thread: the blender is
 not thread-safe, and a call into the worker holds vLLM's engine core. A request's blend is
 interactive; chunk-cache write-backs and ingestion's warm-up are background work that nobody waits
-for. A background job starts only when no interactive one is waiting, so a request that arrives
-while write-backs are queued waits for at most the one that is running (write-backs are queued one
-piece at a time for that reason). Aging keeps background work from starving: one that has waited
-`aging_s` runs next even while requests keep arriving.
+for. A background job starts only when no interactive one is waiting and no request is in vLLM
+(`begin`/`end`: a call into the worker would hold vLLM's engine core between that request's steps),
+so a request that arrives while write-backs are queued waits for at most the one that is running
+(write-backs are queued one piece at a time for that reason). Aging keeps background work from
+starving: one that has waited `aging_s` runs next even while requests keep arriving.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class BlendQueue:
         self._background: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._active = 0  # requests in vLLM (prefilling or decoding)
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -45,6 +47,16 @@ class BlendQueue:
             queue.append((lambda: fn(*args), future, time.monotonic()))
             self._cond.notify()
         return future
+
+    def begin(self) -> None:
+        """A request entered vLLM: background work waits (up to its aging) until it has left."""
+        with self._cond:
+            self._active += 1
+
+    def end(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify()
 
     def waiting(self) -> tuple[int, int]:
         """(interactive, background) jobs queued and not started."""
@@ -61,14 +73,16 @@ class BlendQueue:
 
     def _next(self) -> _Job | None:
         with self._cond:
-            while not (self._interactive or self._background or self._closed):
-                self._cond.wait()
-            old = self._background and time.monotonic() - self._background[0][2] >= self.aging_s
-            if self._interactive and not old:
-                return self._interactive.popleft()
-            if self._background:
-                return self._background.popleft()
-            return None  # closed and drained
+            while True:
+                age = time.monotonic() - self._background[0][2] if self._background else 0.0
+                old = bool(self._background) and age >= self.aging_s
+                if self._interactive and not old:
+                    return self._interactive.popleft()
+                if self._background and (old or self._active <= 0 or self._closed):
+                    return self._background.popleft()
+                if self._closed and not self._interactive:
+                    return None  # closed and drained
+                self._cond.wait(self.aging_s - age if self._background else None)
 
     def _serve(self) -> None:
         while (job := self._next()) is not None:

@@ -76,3 +76,19 @@ def test_shutdown_runs_what_is_queued() -> None:
     gate.set()
     queue.shutdown(wait=True)
     assert later.result(0) == "done"
+
+
+def test_write_backs_wait_while_a_request_is_in_vllm_up_to_their_aging() -> None:
+    queue = BlendQueue(aging_s=60)
+    queue.begin()
+    back = queue.submit(lambda: "stored", background=True)
+    assert queue.submit(lambda: "blend").result(10) == "blend"  # interactive work is not held
+    assert not back.done() and queue.waiting() == (0, 1)
+    queue.end()
+    assert back.result(10) == "stored"
+    aged = BlendQueue(aging_s=0.2)
+    aged.begin()  # a request that never leaves: the write-back still runs once it has aged
+    assert aged.submit(lambda: "late", background=True).result(10) == "late"
+    aged.end()
+    queue.shutdown()
+    aged.shutdown()
