@@ -7,7 +7,7 @@ for. A background job starts only when no interactive one is waiting and no requ
 (`begin`/`end`: a call into the worker would hold vLLM's engine core between that request's steps),
 so a request that arrives while write-backs are queued waits for at most the one that is running
 (write-backs are queued one piece at a time for that reason). Aging keeps background work from
-starving: one that has waited `aging_s` runs next even while requests keep arriving.
+starving: while requests keep arriving, one background job runs every `aging_s`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class BlendQueue:
         self._cond = threading.Condition()
         self._closed = False
         self._active = 0  # requests in vLLM (prefilling or decoding)
+        self._last_background = time.monotonic()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -74,11 +75,13 @@ class BlendQueue:
     def _next(self) -> _Job | None:
         with self._cond:
             while True:
-                age = time.monotonic() - self._background[0][2] if self._background else 0.0
+                since = self._last_background if self._active > 0 or self._interactive else 0.0
+                age = time.monotonic() - max(self._background[0][2], since) if self._background else 0.0
                 old = bool(self._background) and age >= self.aging_s
                 if self._interactive and not old:
                     return self._interactive.popleft()
                 if self._background and (old or self._active <= 0 or self._closed):
+                    self._last_background = time.monotonic()
                     return self._background.popleft()
                 if self._closed and not self._interactive:
                     return None  # closed and drained

@@ -154,6 +154,18 @@ class InjectionPlanner:
         )
 
         def store(pieces: list[PieceLookup]) -> Callable[[], None]:
-            return lambda: self.blender.cache.put_many(self.blender.precompute(prompt, pieces, salt))
+            def run() -> None:
+                # a request over the same documents may have queued (or stored) them since
+                cache, docs = self.blender.cache, [lk for lk in pieces if lk.index != 0]
+                stored = cache.warm_many(
+                    [prompt.pieces[lk.index].ids for lk in docs], prompt.pieces[0].ids, salt
+                )
+                todo = [lk for lk in pieces if lk.index == 0] + [
+                    lk for lk, w in zip(docs, stored, strict=True) if not w
+                ]
+                if todo:
+                    cache.put_many(self.blender.precompute(prompt, todo, salt))
+
+            return run
 
         return [store(pieces) for pieces in steps]
