@@ -30,7 +30,7 @@ P = BlendOptions(mode="probe", ratio=0.15)
 VARIANTS: dict[str, BlendOptions] = {
     "reuse": BlendOptions(mode="reuse"),
     "cachecraft r=0.15": BlendOptions(mode="cachecraft", ratio=0.15),
-    "probe r=0.15": P,
+    "probe r=0.15": P,  # the default: T = PROBE_TEMPERATURE since the temperature ablation
     "probe no sinks": replace(P, sink_tokens=0),
     "probe sinks 16": replace(P, sink_tokens=16),
     "probe global budget": replace(P, budget_gamma=0.0),
@@ -49,6 +49,19 @@ VARIANTS: dict[str, BlendOptions] = {
     "probe full layers 2 dev 1": replace(P, full_layers=2, deviation_weight=1.0),
     "probe full layers 2 dev 0.5": replace(P, full_layers=2, deviation_weight=0.5),
     "probe full layers 3 dev 1": replace(P, full_layers=3, deviation_weight=1.0),
+    "reuse T 0.9": BlendOptions(mode="reuse", reuse_temperature=0.9),
+    "reuse T 1.1": BlendOptions(mode="reuse", reuse_temperature=1.1),
+    "probe T 1.0": replace(P, reuse_temperature=1.0),
+    "probe T 0.8": replace(P, reuse_temperature=0.8),
+    "probe T 0.9": replace(P, reuse_temperature=0.9),
+    "probe T 1.1": replace(P, reuse_temperature=1.1),
+    "probe T 1.2": replace(P, reuse_temperature=1.2),
+    "reuse T 1.2": BlendOptions(mode="reuse", reuse_temperature=1.2),
+    "reuse T 1.3": BlendOptions(mode="reuse", reuse_temperature=1.3),
+    "reuse T 1.5": BlendOptions(mode="reuse", reuse_temperature=1.5),
+    "probe T 1.05": replace(P, reuse_temperature=1.05),
+    "probe T 1.15": replace(P, reuse_temperature=1.15),
+    "probe r=0.30 T 1.1": replace(P, ratio=0.30, reuse_temperature=1.1),
 }
 
 

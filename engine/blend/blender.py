@@ -162,7 +162,10 @@ class Blender:
             if chunk is None:
                 forced.extend(lk.rows)
                 continue
-            placements.append((chunk.k, chunk.v, chunk.start, lk.start))
+            k = chunk.k
+            if lk.exact is None and opts.temperature != 1.0:
+                k = k * (1.0 / opts.temperature)  # a copy: the stored chunk stays as it was
+            placements.append((k, chunk.v, chunk.start, lk.start))
             cached += lk.end - lk.start
             if lk.exact is None:
                 candidates.append((lk, chunk))

@@ -13,6 +13,11 @@ BLEND_MODES: tuple[BlendMode, ...] = ("full", "prefix", "reuse", "cacheblend", "
 # See docs/blend_quality.md for the 12-example tables.
 DEFAULT_MODE: BlendMode = "probe"
 DEFAULT_RATIO = 0.15
+# probe's attention temperature on reused rows: on 12 held-out MuSiQue development prompts (6 passages,
+# r = 0.15) T = 1.1 lowered the teacher-forced drop from 0.037 to 0.026 nats/token and the first-token
+# KL from 0.061 to 0.044; on 6 others 0.119 -> 0.100; T < 1 (APE's sharpening) made it worse
+# (bench/results/blend_ablation_temperature_*). Other modes keep 1 unless a request sets it.
+PROBE_TEMPERATURE = 1.1
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,10 @@ class BlendOptions:
       chunk); `deviation_weight` w multiplies it by (K/V deviation at the check layer
       `full_layers - 1` / its mean)^w (CacheBlend's signal; needs `full_layers` >= 2, since layer-0
       K/V are context-free and never deviate).
+      `reuse_temperature` T (None: PROBE_TEMPERATURE for probe, 1 = off for the others; cacheblend
+      takes only 1) divides the attention logits on the
+      rows of moved chunks that are not recomputed by T, for every later query (APE's temperature on
+      parallel-encoded context): their keys are placed scaled by 1/T, and recomputed rows get fresh keys.
     """
 
     mode: BlendMode = DEFAULT_MODE
@@ -55,6 +64,7 @@ class BlendOptions:
     probe_from: int = 0
     craft_weight: float = 0.0
     deviation_weight: float = 0.0
+    reuse_temperature: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in BLEND_MODES:
@@ -69,8 +79,19 @@ class BlendOptions:
             raise ValueError("error_target and min_ratio must be within [0, 1]")
         if self.probe_from < 0 or self.craft_weight < 0 or self.deviation_weight < 0:
             raise ValueError("probe_from, craft_weight and deviation_weight must be >= 0")
+        if not 0.25 <= self.temperature <= 4.0:
+            raise ValueError("reuse_temperature must be within [0.25, 4]")
+        if self.temperature != 1.0 and self.mode == "cacheblend":
+            raise ValueError("cacheblend ranks by K/V deviation from the cache: reuse_temperature must be 1")
         if self.deviation_weight > 0 and self.full_layers < 2:
             raise ValueError("deviation_weight needs full_layers >= 2 (layer-0 K/V never deviate)")
+
+    @property
+    def temperature(self) -> float:
+        """The reuse temperature in effect: the one set, else the mode's default."""
+        if self.reuse_temperature is not None:
+            return self.reuse_temperature
+        return PROBE_TEMPERATURE if self.mode == "probe" else 1.0
 
     @property
     def reuses(self) -> bool:
