@@ -94,6 +94,12 @@ class Timings(BaseModel):
     select_ms: float | None = None
     prefill_ms: float | None = None
     kv_fetch_ms: float | None = None
+    # the vLLM backend's steps before vLLM runs: waiting for the blend thread, then lookup + blend +
+    # handoff (plan_ms), of which the blend and the handoff of its K/V to vLLM
+    queue_ms: float | None = None
+    plan_ms: float | None = None
+    blend_ms: float | None = None
+    handoff_ms: float | None = None
 
 
 class GenerateResponse(BaseModel):

@@ -239,7 +239,7 @@ class VllmEngine(Engine):
             if blend is not None and blend.mode == "prefix" and self.options.prefix_caching:
                 blend = None  # vLLM's own prefix caching is the prefix mode then
             injection = await asyncio.wrap_future(
-                self.blend_pool.submit(self.planner.plan, prompt, blend, salt)
+                self.blend_pool.submit(self._plan, prompt, blend, salt, started)
             )
             await self._stream(prompt, params, blend, salt, sink, cancel, injection, started)
         except (EngineDeadError, EngineUnavailable) as exc:
@@ -258,6 +258,15 @@ class VllmEngine(Engine):
                 assert injection.spec is not None
                 with contextlib.suppress(Exception):  # a dead engine holds nothing any more
                     await self.runtime.rpc("ragblend_discard", injection.spec.path)
+
+    def _plan(self, prompt: Prompt, blend: BlendOptions | None, salt: str, started: float) -> Injection:
+        """The planner's work on the blend thread, timed: `queue_ms` waiting for the thread (behind
+        another request's blend or one background step), `plan_ms` the lookup, blend and handoff."""
+        begun = time.perf_counter()
+        injection = self.planner.plan(prompt, blend, salt)
+        injection.timings["queue_ms"] = (begun - started) * 1000
+        injection.timings["plan_ms"] = (time.perf_counter() - begun) * 1000
+        return injection
 
     async def _stream(
         self,

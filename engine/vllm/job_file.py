@@ -200,8 +200,15 @@ class Decoder:
         defaults = dataclasses.asdict(BlendOptions())
         if set(value) - set(defaults):
             raise JobFileError(f"unknown blend options {sorted(set(value) - set(defaults))}")
+
+        def cast(name: str, v: Any) -> Any:
+            default = defaults[name]
+            if default is None:  # an optional number (None: the mode's default)
+                return None if v is None else float(v)
+            return type(default)(v)
+
         try:
-            return BlendOptions(**{name: type(defaults[name])(v) for name, v in value.items()})
+            return BlendOptions(**{name: cast(name, v) for name, v in value.items()})
         except (TypeError, ValueError) as exc:
             raise JobFileError(f"bad blend options: {exc}") from exc
 

@@ -99,6 +99,10 @@ def test_generate_blends_on_the_second_request(server: tuple[str, ReadyWatcher])
     usage = second.json()["usage"]
     assert usage["cached_tokens"] > 40 and usage["completion_tokens"] >= 1
     assert second.json()["text"].strip()
+    # the response says where the time before vLLM went
+    timings = second.json()["timings"]
+    assert timings["queue_ms"] >= 0 and timings["plan_ms"] >= timings["blend_ms"] > 0
+    assert timings["handoff_ms"] > 0 and timings["ttft_ms"] >= timings["plan_ms"]
 
 
 def test_generate_streams_tokens_then_done(server: tuple[str, ReadyWatcher]) -> None:

@@ -93,6 +93,9 @@ def test_cacheblend_ratio_one_injects_and_gives_plain_vllm_tokens(
         assert usage["cached_tokens"] > len(prompt) // 2
         assert usage["recomputed_tokens"] == usage["cached_tokens"] - exact_rows
         assert final.extra_timings["handoff_ms"] > 0
+        # the steps before vLLM are timed: waiting for the blend thread, then the plan (blend included)
+        assert final.extra_timings["queue_ms"] >= 0
+        assert final.extra_timings["plan_ms"] >= final.extra_timings["blend_ms"] > 0
         assert tokens == expected
 
 

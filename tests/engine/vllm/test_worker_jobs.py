@@ -273,3 +273,13 @@ def test_a_damaged_job_file_is_refused(handoff: HandoffDir, damage: str) -> None
     path.write_bytes(bytes(data))
     with pytest.raises(JobFileError):
         read_job(str(path), str(handoff.path))
+
+
+@pytest.mark.parametrize("temperature", [None, 1.0, 1.2])
+def test_an_unset_or_set_reuse_temperature_reads_back(handoff: HandoffDir, temperature: float | None) -> None:
+    path = handoff.path / "t.job"
+    prompt = Prompt((PromptPiece("prefix", (1,), "s"), PromptPiece("query", (9,), "q")))
+    opts = BlendOptions(mode="probe", reuse_temperature=temperature)
+    write_blend_job(path, "held-t", prompt, [], opts)
+    got = read_job(str(path), str(handoff.path))["opts"]
+    assert got == opts and got.temperature == (1.1 if temperature is None else temperature)
