@@ -93,9 +93,13 @@ def test_time_cap_stops_the_search(scorer: EmbeddingScorer) -> None:
     cfg = SelectionConfig(budget=1e6, iterations=2000, time_cap_ms=cap, lambda_=0.0)
     sel = select_chunks(QUERY, cands, scorer, CostModel(), cfg)
     assert 0 < sel.iterations < 2000 and sel.stopped_by == "time"
-    # the cap is checked between iterations: one expansion (60 children, one batched look-up) may overrun
-    assert sel.search_ms - sel.prepare_ms < cap + 50.0
     assert sel.chunks
+    # without the cap the same search goes on past where the cap stopped it (how far the cap may be
+    # overrun is a wall-clock figure, for the selection benchmark rather than a test)
+    more = sel.iterations + 5
+    uncapped = SelectionConfig(budget=1e6, iterations=more, time_cap_ms=10000.0, lambda_=0.0)
+    free = select_chunks(QUERY, cands, scorer, CostModel(), uncapped)
+    assert free.stopped_by == "iterations" and free.iterations == more
 
 
 def test_no_candidates_no_chunks(scorer: EmbeddingScorer) -> None:
