@@ -47,9 +47,9 @@ class BlendOptions:
       `full_layers - 1` / its mean)^w (CacheBlend's signal; needs `full_layers` >= 2, since layer-0
       K/V are context-free and never deviate).
       `reuse_temperature` T (None: PROBE_TEMPERATURE for probe, 1 = off for the others; cacheblend
-      takes only 1) divides the attention logits on the
-      rows of moved chunks that are not recomputed by T, for every later query (APE's temperature on
-      parallel-encoded context): their keys are placed scaled by 1/T, and recomputed rows get fresh keys.
+      takes only 1) divides the attention logits on the rows of moved chunks that are not recomputed
+      by T, for every later query (APE's temperature on parallel-encoded context): their keys are
+      placed scaled by 1/T, and recomputed rows get fresh keys.
     """
 
     mode: BlendMode = DEFAULT_MODE

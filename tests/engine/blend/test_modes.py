@@ -11,6 +11,7 @@ from engine.events import FinishEvent, TokenEvent
 from engine.prompt import Prompt
 from engine.sampling import SamplingParams
 from engine.torch_engine import TorchEngine
+from tests.engine.blend.warm import warm
 
 
 def _tol(engine: TorchEngine) -> float:
@@ -20,13 +21,6 @@ def _tol(engine: TorchEngine) -> float:
 def _full_logits(engine: TorchEngine, prompt: Prompt) -> torch.Tensor:
     ids = torch.tensor(prompt.ids)
     return engine.model.forward(ids, engine.model.new_cache(len(ids)))
-
-
-def _warm(engine: TorchEngine, prompt: Prompt, salt: str) -> None:
-    """Store base versions of every piece, as ingestion or an earlier request would."""
-    opts = BlendOptions(mode="reuse")
-    result = engine.blender.prefill(prompt, opts, len(prompt) + 1, salt)
-    engine.blender.write_back(prompt, result, opts, salt)
 
 
 def _blend(engine: TorchEngine, prompt: Prompt, opts: BlendOptions, salt: str) -> BlendResult:
@@ -43,7 +37,7 @@ def _greedy(
 
 
 def test_cacheblend_ratio_one_equals_full_prefill(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "t-r1")
+    warm(engine, rag_prompt, "t-r1")
     result = _blend(engine, rag_prompt, BlendOptions(mode="cacheblend", ratio=1.0), "t-r1")
     want = _full_logits(engine, rag_prompt)
     assert result.cached_tokens > 0.9 * len(rag_prompt)
@@ -75,7 +69,7 @@ def test_prefix_with_exact_cached_prefix_equals_full(engine: TorchEngine, rag_pr
 
 def test_reuse_equals_repositioned_caches_plus_query(engine: TorchEngine, rag_prompt: Prompt) -> None:
     """r = 0: attention over the concatenated, re-positioned chunk caches with only the query computed."""
-    _warm(engine, rag_prompt, "t-reuse")
+    warm(engine, rag_prompt, "t-reuse")
     result = _blend(engine, rag_prompt, BlendOptions(mode="reuse"), "t-reuse")
     assert result.recomputed_tokens == 0
     model = engine.model
@@ -91,7 +85,7 @@ def test_reuse_equals_repositioned_caches_plus_query(engine: TorchEngine, rag_pr
 
 
 def test_cacheblend_recomputes_the_ratio_of_cached_tokens(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "t-ratio")
+    warm(engine, rag_prompt, "t-ratio")
     result = _blend(engine, rag_prompt, BlendOptions(mode="cacheblend", ratio=0.2), "t-ratio")
     lookups = result.lookups
     approximate = sum(lk.end - lk.start for lk in lookups if lk.exact is None)
@@ -100,7 +94,7 @@ def test_cacheblend_recomputes_the_ratio_of_cached_tokens(engine: TorchEngine, r
 
 
 def test_cachecraft_spends_budget_only_on_moved_chunks(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "t-craft")
+    warm(engine, rag_prompt, "t-craft")
     result = _blend(engine, rag_prompt, BlendOptions(mode="cachecraft", ratio=0.3), "t-craft")
     moved = [lk for lk in result.lookups if lk.exact is None]
     assert moved and all(lk.base is not None for lk in moved)
@@ -109,6 +103,6 @@ def test_cachecraft_spends_budget_only_on_moved_chunks(engine: TorchEngine, rag_
 
 
 def test_tenants_do_not_share_entries(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "tenant-a")
+    warm(engine, rag_prompt, "tenant-a")
     other = _blend(engine, rag_prompt, BlendOptions(mode="reuse"), "tenant-b")
     assert other.cached_tokens == 0

@@ -8,11 +8,7 @@ from engine.blend.options import BlendOptions
 from engine.blend.probe import pick, widen
 from engine.prompt import Prompt
 from engine.torch_engine import TorchEngine
-
-
-def _warm(engine: TorchEngine, prompt: Prompt, salt: str) -> None:
-    opts = BlendOptions(mode="reuse")
-    engine.blender.write_back(prompt, engine.blender.prefill(prompt, opts, len(prompt) + 1, salt), opts, salt)
+from tests.engine.blend.warm import warm
 
 
 def _full_logits(engine: TorchEngine, prompt: Prompt) -> torch.Tensor:
@@ -21,7 +17,7 @@ def _full_logits(engine: TorchEngine, prompt: Prompt) -> torch.Tensor:
 
 
 def test_probe_ratio_one_equals_full_prefill(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "p-r1")
+    warm(engine, rag_prompt, "p-r1")
     result = engine.blender.prefill(
         rag_prompt, BlendOptions(mode="probe", ratio=1.0), len(rag_prompt), "p-r1"
     )
@@ -32,7 +28,7 @@ def test_probe_ratio_one_equals_full_prefill(engine: TorchEngine, rag_prompt: Pr
 
 
 def test_probe_recomputes_its_ratio_and_beats_plain_reuse(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "p-r")
+    warm(engine, rag_prompt, "p-r")
     want = torch.log_softmax(_full_logits(engine, rag_prompt), -1)
 
     def kl(opts: BlendOptions) -> tuple[float, float]:
@@ -47,7 +43,7 @@ def test_probe_recomputes_its_ratio_and_beats_plain_reuse(engine: TorchEngine, r
 
 
 def test_adaptive_ratio_stays_within_floor_and_ceiling(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "p-a")
+    warm(engine, rag_prompt, "p-a")
     strict = BlendOptions(mode="probe", ratio=0.4, min_ratio=0.05, error_target=1e-6)
     loose = BlendOptions(mode="probe", ratio=0.4, min_ratio=0.05, error_target=0.99)
     hard = engine.blender.prefill(rag_prompt, strict, len(rag_prompt), "p-a").ratio_used

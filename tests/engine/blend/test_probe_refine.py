@@ -11,6 +11,7 @@ from engine.blend.probe import craft_factor, deviation_factor
 from engine.kv_cache import KVCache
 from engine.prompt import Prompt
 from engine.torch_engine import TorchEngine
+from tests.engine.blend.warm import warm
 
 BASE = BlendOptions(mode="probe", ratio=0.15)
 REFINED = {
@@ -20,16 +21,11 @@ REFINED = {
 }
 
 
-def _warm(engine: TorchEngine, prompt: Prompt, salt: str) -> None:
-    opts = BlendOptions(mode="reuse")
-    engine.blender.write_back(prompt, engine.blender.prefill(prompt, opts, len(prompt) + 1, salt), opts, salt)
-
-
 @pytest.mark.parametrize("name", sorted(REFINED))
 def test_refined_probe_at_ratio_one_equals_full_prefill(
     engine: TorchEngine, rag_prompt: Prompt, name: str
 ) -> None:
-    _warm(engine, rag_prompt, "pr-1")
+    warm(engine, rag_prompt, "pr-1")
     opts = BlendOptions(**{**REFINED[name].__dict__, "ratio": 1.0})
     result = engine.blender.prefill(rag_prompt, opts, len(rag_prompt), "pr-1")
     ids = torch.tensor(rag_prompt.ids)
@@ -42,7 +38,7 @@ def test_refined_probe_at_ratio_one_equals_full_prefill(
 def test_each_refinement_changes_the_recomputed_rows(
     engine: TorchEngine, rag_prompt: Prompt, name: str
 ) -> None:
-    _warm(engine, rag_prompt, "pr-r")
+    warm(engine, rag_prompt, "pr-r")
     base = engine.blender.prefill(rag_prompt, BASE, len(rag_prompt), "pr-r")
     refined = engine.blender.prefill(rag_prompt, REFINED[name], len(rag_prompt), "pr-r")
     assert base.rows is not None and refined.rows is not None
@@ -51,7 +47,7 @@ def test_each_refinement_changes_the_recomputed_rows(
 
 
 def test_compute_share_counts_the_probe_and_the_full_layers(engine: TorchEngine, rag_prompt: Prompt) -> None:
-    _warm(engine, rag_prompt, "pr-c")
+    warm(engine, rag_prompt, "pr-c")
     layers = len(engine.model.layers)
     one = engine.blender.prefill(rag_prompt, BASE, len(rag_prompt), "pr-c")
     two = engine.blender.prefill(rag_prompt, REFINED["deviation"], len(rag_prompt), "pr-c")

@@ -8,29 +8,25 @@ import torch
 from engine.blend.options import PROBE_TEMPERATURE, BlendOptions
 from engine.prompt import Prompt
 from engine.torch_engine import TorchEngine
-
-
-def _warm(engine: TorchEngine, prompt: Prompt, salt: str) -> None:
-    opts = BlendOptions(mode="reuse")
-    engine.blender.write_back(prompt, engine.blender.prefill(prompt, opts, len(prompt) + 1, salt), opts, salt)
+from tests.engine.blend.warm import warm
 
 
 def test_temperature_changes_reuse_and_leaves_the_store_alone(
     engine: TorchEngine, rag_prompt: Prompt
 ) -> None:
-    _warm(engine, rag_prompt, "rt-1")
+    warm(engine, rag_prompt, "rt-1")
     before = engine.blender.lookup(rag_prompt, "rt-1")
     plain = engine.blender.prefill(rag_prompt, BlendOptions(mode="reuse"), len(rag_prompt), "rt-1")
-    warm = engine.blender.prefill(
+    tempered = engine.blender.prefill(
         rag_prompt, BlendOptions(mode="reuse", reuse_temperature=0.8), len(rag_prompt), "rt-1"
     )
-    assert (warm.logits - plain.logits).abs().max().item() > 1e-2
+    assert (tempered.logits - plain.logits).abs().max().item() > 1e-2
     # the moved chunks' keys in the request's KV are scaled by 1 / T; the stored chunks are not
     moved = [lk for lk in before if lk.exact is None and lk.base is not None]
     assert moved
     lk = moved[0]
     layer = len(engine.model.layers) - 1
-    got = warm.kv.k[layer][0, :, lk.start : lk.end].float()
+    got = tempered.kv.k[layer][0, :, lk.start : lk.end].float()
     want = plain.kv.k[layer][0, :, lk.start : lk.end].float() / 0.8
     assert torch.allclose(got, want, rtol=2e-2, atol=2e-2)
     after = engine.blender.lookup(rag_prompt, "rt-1")
@@ -42,7 +38,7 @@ def test_temperature_changes_reuse_and_leaves_the_store_alone(
 def test_probe_with_temperature_at_ratio_one_equals_full_prefill(
     engine: TorchEngine, rag_prompt: Prompt
 ) -> None:
-    _warm(engine, rag_prompt, "rt-2")
+    warm(engine, rag_prompt, "rt-2")
     opts = BlendOptions(mode="probe", ratio=1.0, reuse_temperature=0.8)
     result = engine.blender.prefill(rag_prompt, opts, len(rag_prompt), "rt-2")
     ids = torch.tensor(rag_prompt.ids)
@@ -71,7 +67,7 @@ def test_only_probe_defaults_to_a_temperature() -> None:
 def test_default_probe_differs_from_probe_without_temperature(
     engine: TorchEngine, rag_prompt: Prompt
 ) -> None:
-    _warm(engine, rag_prompt, "rt-3")
+    warm(engine, rag_prompt, "rt-3")
     plain = engine.blender.prefill(
         rag_prompt, BlendOptions(mode="probe", reuse_temperature=1.0), len(rag_prompt), "rt-3"
     )

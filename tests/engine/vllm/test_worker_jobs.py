@@ -19,7 +19,7 @@ import torch
 from cache.memory_tier import MemoryTier
 from engine.blend.blender import Blender, PieceLookup
 from engine.blend.chunk_cache import ChunkCache
-from engine.blend.options import BlendOptions
+from engine.blend.options import PROBE_TEMPERATURE, BlendOptions
 from engine.blend.precompute import ChunkKV as PieceKV
 from engine.chunk_kv import ChunkKV
 from engine.model import LlamaModel
@@ -282,4 +282,4 @@ def test_an_unset_or_set_reuse_temperature_reads_back(handoff: HandoffDir, tempe
     opts = BlendOptions(mode="probe", reuse_temperature=temperature)
     write_blend_job(path, "held-t", prompt, [], opts)
     got = read_job(str(path), str(handoff.path))["opts"]
-    assert got == opts and got.temperature == (1.1 if temperature is None else temperature)
+    assert got == opts and got.temperature == (PROBE_TEMPERATURE if temperature is None else temperature)
