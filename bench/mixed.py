@@ -45,6 +45,11 @@ SERVERS = {
     "probe": ({}, {"mode": "probe"}),
     "vllm-prefix": ({"RAGBLEND_ENGINE": "vllm", "RAGBLEND_VLLM_PREFIX_CACHING": "true"}, {"mode": "full"}),
     "vllm-probe": ({"RAGBLEND_ENGINE": "vllm"}, {"mode": "probe"}),
+    # the vLLM backend's blend alone, without vLLM's prefix cache beside it
+    "vllm-probe-nopc": (
+        {"RAGBLEND_ENGINE": "vllm", "RAGBLEND_VLLM_PREFIX_CACHING": "false"},
+        {"mode": "probe"},
+    ),
 }
 
 

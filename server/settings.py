@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # paged KV cache in GiB (host memory on CPU), or the GPU memory share vLLM may take
     vllm_kv_cache_gib: int = Field(1, ge=1)
     vllm_gpu_memory_utilization: float = Field(0.5, gt=0, le=1)
-    vllm_prefix_caching: bool = False  # vLLM's own prefix caching (what mode `prefix` then uses)
+    vllm_prefix_caching: bool = True  # vLLM's own prefix caching (what mode `prefix` then uses)
     vllm_enforce_eager: bool = True  # no graph compilation: start-up in seconds, not minutes
     vllm_max_num_seqs: int = Field(16, ge=1)
     vllm_reserved_cpus: int = Field(0, ge=0)  # cores vLLM keeps off its CPU worker

@@ -314,7 +314,7 @@ class VllmEngine(Engine):
         now = time.perf_counter()
         ttft = ((first_token_at or now) - started) * 1000
         cached = injection.cached_tokens
-        if blend is None or blend.mode == "prefix":  # what vLLM's own prefix cache served counts too
+        if injection.spec is None:  # vLLM prefilled the prompt: what its own prefix cache served counts
             cached = max(cached, vllm_cached)
         timings = dict(injection.timings)
         timings["prefill_ms"] = ttft - timings.get("kv_fetch_ms", 0.0)

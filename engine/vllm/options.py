@@ -13,9 +13,11 @@ class VllmOptions:
     # `gpu_memory_utilization` below decides instead.
     kv_cache_gib: int = 1
     gpu_memory_utilization: float = 0.5
-    # vLLM's own prefix caching (hash of full blocks of exactly the same leading tokens): the peer that
-    # chunk blending is measured against; blended blocks are kept apart by a cache salt.
-    prefix_caching: bool = False
+    # vLLM's own prefix caching (hash of full blocks of exactly the same leading tokens). On, a prompt
+    # that vLLM prefills whole (mode `full`, or a blend mode whose pieces are mostly uncached) reuses
+    # the blocks of an earlier one of the same tenant, so a question repeated before its pieces are
+    # stored is still served from cache. Blended blocks are kept apart by a salt of their own.
+    prefix_caching: bool = True
     # Eager mode starts in ~15 s on these CPUs instead of 60-85 s with graph compilation.
     enforce_eager: bool = True
     max_num_seqs: int = 16

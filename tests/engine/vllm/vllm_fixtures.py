@@ -20,7 +20,9 @@ from tests.texts import EXAMPLES, passages_for
 if TYPE_CHECKING:  # importable without vLLM, so the suite collects in an environment that lacks it
     from engine.vllm.backend import VllmEngine
 
-VLLM_OPTIONS = VllmOptions(kv_cache_gib=1, max_num_seqs=4, reserved_cpus=0)
+# vLLM's prefix caching off: these tests measure what our connector injects, and usage would count
+# what vLLM's own cache served (tests/engine/vllm/test_vllm_prefix_cache.py tests it on)
+VLLM_OPTIONS = VllmOptions(kv_cache_gib=1, max_num_seqs=4, reserved_cpus=0, prefix_caching=False)
 
 
 def rag_prompts(engine: TorchEngine, count: int, passages: int) -> list[Prompt]:
