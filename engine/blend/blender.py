@@ -294,11 +294,17 @@ class Blender:
         return entries
 
     def compute_chunks(
-        self, prefix_ids: Sequence[int], prefix: ChunkKV | None, pieces: Sequence[Sequence[int]]
+        self,
+        prefix_ids: Sequence[int],
+        prefix: ChunkKV | None,
+        pieces: Sequence[Sequence[int]],
+        stats_len: int | None = None,
     ) -> tuple[ChunkKV | None, list[ChunkKV]]:
         """The model work of `precompute`: the prefix piece's cache when `prefix` is None (returned,
-        else None), then each of `pieces` after the prefix."""
+        else None), then each of `pieces` after the prefix (`stats_len`: see precompute_chunk)."""
         fresh = None
         if prefix is None:
             prefix = fresh = precompute_chunk(self.model, None, torch.tensor(list(prefix_ids)))
-        return fresh, [precompute_chunk(self.model, prefix, torch.tensor(list(ids))) for ids in pieces]
+        return fresh, [
+            precompute_chunk(self.model, prefix, torch.tensor(list(ids)), stats_len) for ids in pieces
+        ]

@@ -22,7 +22,7 @@ class ChunkKV:
     craft: dict[str, float | list[float]]
 
 
-def craft_statistics(inter: torch.Tensor, context_len: int, chunk_len: int) -> dict[str, float | list[float]]:
+def craft_statistics(inter: torch.Tensor, context_len: int) -> dict[str, float | list[float]]:
     """Cache-Craft's context impact from per-layer, per-token attention mass on the context.
 
     `inter` is [layers, T]: for each chunk token, the head-averaged attention it pays to the context
@@ -30,22 +30,36 @@ def craft_statistics(inter: torch.Tensor, context_len: int, chunk_len: int) -> d
     attention is the rest of the mass. a = inter / (|C| |P|), b = intra / |C|^2 (length-normalised),
     averaged over layers; CCI = sigmoid(a / b). `token_inter` ranks tokens for recompute.
     """
+    return craft_from_token_inter([round(x, 6) for x in inter.mean(0).tolist()], context_len)
+
+
+def craft_from_token_inter(token_inter: list[float], context_len: int) -> dict[str, float | list[float]]:
+    """The same statistics from `token_inter` alone (each token's inter mass, averaged over layers):
+    a and b are sums over tokens of layer means, so a chunk computed in slices gets them from its
+    slices' `token_inter` put end to end."""
     ctx = max(context_len - 1, 1)
-    intra = 1.0 - inter
-    a = float((inter.sum(-1) / (chunk_len * ctx)).mean())
-    b = float((intra.sum(-1) / (chunk_len * chunk_len)).mean())
+    chunk_len = max(len(token_inter), 1)
+    inter = sum(token_inter)
+    a = inter / (chunk_len * ctx)
+    b = (chunk_len - inter) / (chunk_len * chunk_len)
     cci = 1.0 / (1.0 + math.exp(-a / max(b, 1e-12)))
-    return {"cci": cci, "a": a, "b": b, "token_inter": [round(x, 6) for x in inter.mean(0).tolist()]}
+    return {"cci": cci, "a": a, "b": b, "token_inter": list(token_inter)}
 
 
 @torch.inference_mode()
-def precompute_chunk(model: LlamaModel, context: ChunkKV | None, chunk_ids: torch.Tensor) -> ChunkKV:
+def precompute_chunk(
+    model: LlamaModel, context: ChunkKV | None, chunk_ids: torch.Tensor, stats_len: int | None = None
+) -> ChunkKV:
     """K/V of `chunk_ids` computed after `context` (its cached K/V, placed at its own positions).
 
+    The statistics count attention to the first `stats_len` context positions as attention to the
+    context (default: all of it); a slice of a chunk, computed after the prefix and the slices before
+    it, passes the prefix's length.
     Attention is computed explicitly (not through SDPA) because its probabilities give the statistics.
     """
     cfg = model.cfg
     p = 0 if context is None else context.k.shape[2]
+    stats = p if stats_len is None else min(stats_len, p)
     t = chunk_ids.shape[0]
     device = model.device
     kv = KVCache(cfg, p + t, model.dtype, device)
@@ -67,9 +81,9 @@ def precompute_chunk(model: LlamaModel, context: ChunkKV | None, chunk_ids: torc
         keys, values = keys.repeat_interleave(group, dim=1), values.repeat_interleave(group, dim=1)
         scores = (q.float() @ keys.float().transpose(-1, -2)) * scale
         probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-        if p > 1:
-            inter[i] = probs[0, :, :, 1:p].sum(-1).mean(0)
+        if stats > 1:
+            inter[i] = probs[0, :, :, 1:stats].sum(-1).mean(0)
         h = layer.finish(h, (probs @ values.float()).to(model.dtype))
     k_rows = torch.stack([kv.k[i][0, :, p:] for i in range(cfg.num_layers)]).clone()
     v_rows = torch.stack([kv.v[i][0, :, p:] for i in range(cfg.num_layers)]).clone()
-    return ChunkKV(k_rows, v_rows, p, craft_statistics(inter.cpu(), p, t))
+    return ChunkKV(k_rows, v_rows, p, craft_statistics(inter.cpu(), stats))

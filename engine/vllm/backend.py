@@ -93,7 +93,10 @@ class VllmEngine(Engine):
         if in_worker:
 
             def make_blender(model: LlamaModel, cache: ChunkCache) -> Blender:
-                self.worker = WorkerBlender(model, cache, self._worker_call, self.handoff.path)
+                # its pause points let requests' blends in between the slices of background work
+                self.worker = WorkerBlender(
+                    model, cache, self._worker_call, self.handoff.path, lambda: self.blend_pool.pause()
+                )
                 return self.worker
 
             self.chunk_kv: ChunkKV = ChunkKV(
@@ -249,7 +252,7 @@ class VllmEngine(Engine):
             sink.put(exc)
         finally:
             # queued before the request ends, so whoever saw it end can wait for them (`settle`)
-            for write_back in injection.write_backs:  # a piece each, so a request can come between
+            for write_back in injection.write_backs:  # a piece each, computed in slices
                 self.blend_pool.submit(_logged, write_back, background=True)
             self.blend_pool.end()
             sink.end()

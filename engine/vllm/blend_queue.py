@@ -4,10 +4,12 @@ Every call into the blender (and through it into vLLM's worker) runs on one thre
 not thread-safe, and a call into the worker holds vLLM's engine core. A request's blend is
 interactive; chunk-cache write-backs and ingestion's warm-up are background work that nobody waits
 for. A background job starts only when no interactive one is waiting and no request is in vLLM
-(`begin`/`end`: a call into the worker would hold vLLM's engine core between that request's steps),
-so a request that arrives while write-backs are queued waits for at most the one that is running
-(write-backs are queued one piece at a time for that reason). Aging keeps background work from
-starving: while requests keep arriving, one background job runs every `aging_s`.
+(`begin`/`end`: a call into the worker would hold vLLM's engine core between that request's steps).
+Once started, a background job yields at its pause points (`pause`, called by the worker blender
+before each call into the worker, one slice of a piece each): interactive jobs that arrived run
+there, and the job waits while a request is in vLLM, so a request waits for at most one slice of
+background work, not a whole job. Aging keeps background work from starving: while requests keep
+arriving, background work gets one turn (a job's start, or one slice of it) every `aging_s`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
 _Job = tuple[Callable[[], Any], "Future[Any]", float]
+_Turn = Literal["interactive", "background"] | None
 
 
 class BlendQueue:
@@ -35,6 +38,7 @@ class BlendQueue:
         self._closed = False
         self._active = 0  # requests in vLLM (prefilling or decoding)
         self._last_background = time.monotonic()
+        self._running: float | None = None  # when the background job running now was queued
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -64,6 +68,30 @@ class BlendQueue:
         with self._cond:
             return len(self._interactive), len(self._background)
 
+    def pause(self) -> None:
+        """A pause point of the background job running now, between two of its steps: the interactive
+        jobs that are due run first, and the job waits while a request is in vLLM, by the same rule
+        and aging as a background job that has not started. Anywhere else (another thread, or an
+        interactive job) it returns at once."""
+        queued = self._running
+        if queued is None or threading.current_thread() is not self._thread:
+            return
+        while True:
+            with self._cond:
+                turn, wait = self._turn(queued)
+                if turn == "background":
+                    self._last_background = time.monotonic()
+                    return
+                if turn is None:
+                    self._cond.wait(wait)
+                    continue
+                job = self._interactive.popleft()
+            self._running = None  # the interactive job's own calls do not pause
+            try:
+                _run(job)
+            finally:
+                self._running = queued
+
     def shutdown(self, wait: bool = True) -> None:
         """Run what is queued, then stop; `wait` blocks until the thread has ended."""
         with self._cond:
@@ -72,27 +100,49 @@ class BlendQueue:
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()
 
-    def _next(self) -> _Job | None:
+    def _turn(self, queued: float | None) -> tuple[_Turn, float | None]:
+        """Whose turn it is (called with the lock held): an interactive job's, or the background job
+        queued at `queued` (None: there is none), or nobody's yet, with how long to wait at most."""
+        if queued is None:
+            return ("interactive" if self._interactive else None), None
+        since = self._last_background if self._active > 0 or self._interactive else 0.0
+        age = time.monotonic() - max(queued, since)
+        old = age >= self.aging_s
+        if self._interactive and not old:
+            return "interactive", None
+        if old or self._active <= 0 or self._closed:
+            return "background", None
+        return None, self.aging_s - age
+
+    def _next(self) -> tuple[_Job, bool] | None:
+        """The next job to run and whether it is background work; None once closed and drained."""
         with self._cond:
             while True:
-                since = self._last_background if self._active > 0 or self._interactive else 0.0
-                age = time.monotonic() - max(self._background[0][2], since) if self._background else 0.0
-                old = bool(self._background) and age >= self.aging_s
-                if self._interactive and not old:
-                    return self._interactive.popleft()
-                if self._background and (old or self._active <= 0 or self._closed):
+                turn, wait = self._turn(self._background[0][2] if self._background else None)
+                if turn == "interactive":
+                    return self._interactive.popleft(), False
+                if turn == "background":
                     self._last_background = time.monotonic()
-                    return self._background.popleft()
+                    return self._background.popleft(), True
                 if self._closed and not self._interactive:
-                    return None  # closed and drained
-                self._cond.wait(self.aging_s - age if self._background else None)
+                    return None
+                self._cond.wait(wait)
 
     def _serve(self) -> None:
-        while (job := self._next()) is not None:
-            fn, future, _ = job
-            if not future.set_running_or_notify_cancel():
-                continue
+        while (picked := self._next()) is not None:
+            job, background = picked
+            self._running = job[2] if background else None
             try:
-                future.set_result(fn())
-            except BaseException as exc:  # delivered to whoever waits on the future
-                future.set_exception(exc)
+                _run(job)
+            finally:
+                self._running = None
+
+
+def _run(job: _Job) -> None:
+    fn, future, _ = job
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(fn())
+    except BaseException as exc:  # delivered to whoever waits on the future
+        future.set_exception(exc)

@@ -8,7 +8,10 @@ own loaded model (engine/vllm/worker_ext.py, engine/vllm/worker_model.py):
   (tmpfs, written once, read once); the blended K/V stay in the worker's memory (engine/vllm/held.py)
   and our connector writes them into the paged cache from there, with no file on the way back;
 - the base caches of pieces the store lacks (write-back after a request, warm-up at ingestion), and
-  selection's prefill-speed fit, through the same call; the caches come back in a file.
+  selection's prefill-speed fit, through the same call; the caches come back in a file. A piece is
+  computed in slices of `slice_tokens` tokens, one call each (each slice after the prefix and the
+  slices before it; the result is the whole piece's cache, statistics included), with a pause point
+  before each (engine/vllm/blend_queue.py), so a request that arrives waits for one slice.
 
 Calls go through vLLM's `collective_rpc`, which its engine core serves between two steps: while a blend
 runs, vLLM's other requests wait for it (the blend is itself a prefill on the same cores, so on a CPU
@@ -23,10 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from engine.blend.blender import Blender, PieceLookup
 from engine.blend.chunk_cache import ChunkCache
 from engine.blend.options import BlendOptions
-from engine.blend.precompute import ChunkKV
+from engine.blend.precompute import ChunkKV, craft_from_token_inter
 from engine.config import DTYPES
 from engine.model import LlamaModel
 from engine.prefill_speed import PrefillSpeed
@@ -39,16 +44,30 @@ WorkerCall = Callable[..., Any]
 
 HELD_SUFFIX = ".held"
 
+# Tokens per call when computing a piece to store: ~0.1 s for the embedded model on 2 cores, against
+# ~0.6 s for a whole passage of 400 words; each call adds a job file of the context so far (~10 ms).
+SLICE_TOKENS = 128
+
 
 class WorkerBlender(Blender):
     """A Blender whose model work runs in vLLM's worker. `model` is a weightless shell (config, dtype
     and rope table: what placing cached K/V for the prefix mode needs); lookups and the chunk cache
     stay here. Not thread-safe, like every Blender: the backend calls it from its one blend thread."""
 
-    def __init__(self, model: LlamaModel, cache: ChunkCache, call: WorkerCall, directory: Path) -> None:
+    def __init__(
+        self,
+        model: LlamaModel,
+        cache: ChunkCache,
+        call: WorkerCall,
+        directory: Path,
+        pause: Callable[[], None] = lambda: None,
+        slice_tokens: int = SLICE_TOKENS,
+    ) -> None:
         super().__init__(model, cache)
         self.call = call
         self.directory = directory
+        self.pause = pause  # called before each call that computes chunk caches
+        self.slice_tokens = slice_tokens
 
     def blend_held(
         self, prompt: Prompt, lookups: list[PieceLookup], opts: BlendOptions
@@ -72,11 +91,62 @@ class WorkerBlender(Blender):
         return spec, figures
 
     def compute_chunks(
-        self, prefix_ids: Sequence[int], prefix: ChunkKV | None, pieces: Sequence[Sequence[int]]
+        self,
+        prefix_ids: Sequence[int],
+        prefix: ChunkKV | None,
+        pieces: Sequence[Sequence[int]],
+        stats_len: int | None = None,
     ) -> tuple[ChunkKV | None, list[ChunkKV]]:
+        fresh = None
+        if prefix is None:
+            self.pause()
+            fresh, _ = self._compute(prefix_ids, None, [], None)
+            prefix = fresh
+            assert prefix is not None
+        return fresh, [self._in_slices(prefix, list(ids), stats_len) for ids in pieces]
+
+    def _in_slices(self, prefix: ChunkKV, ids: list[int], stats_len: int | None) -> ChunkKV:
+        """One piece's cache after `prefix`, a slice per call; its statistics count attention to the
+        prefix (or its first `stats_len` rows) only, as a piece computed whole."""
+        stats = prefix.k.shape[2] if stats_len is None else stats_len
+        ks: list[torch.Tensor] = []
+        vs: list[torch.Tensor] = []
+        token_inter: list[float] = []
+        part: ChunkKV | None = None
+        for first in range(0, len(ids), self.slice_tokens):
+            self.pause()
+            context = prefix
+            if ks:
+                dtype = prefix.k.dtype
+                context = ChunkKV(
+                    torch.cat([prefix.k, *(k.to(dtype) for k in ks)], 2),
+                    torch.cat([prefix.v, *(v.to(dtype) for v in vs)], 2),
+                    0,
+                    {},
+                )
+            _, (part,) = self._compute((), context, [ids[first : first + self.slice_tokens]], stats)
+            ks.append(part.k)
+            vs.append(part.v)
+            scores = part.craft["token_inter"]
+            assert isinstance(scores, list)
+            token_inter += scores
+        if part is None or len(ks) == 1:  # one call: the worker's result as it is
+            return part if part is not None else self._compute((), prefix, [ids], stats)[1][0]
+        return ChunkKV(
+            torch.cat(ks, 2), torch.cat(vs, 2), prefix.k.shape[2], craft_from_token_inter(token_inter, stats)
+        )
+
+    def _compute(
+        self,
+        prefix_ids: Sequence[int],
+        prefix: ChunkKV | None,
+        pieces: Sequence[Sequence[int]],
+        stats_len: int | None,
+    ) -> tuple[ChunkKV | None, list[ChunkKV]]:
+        """One call into the worker: Blender.compute_chunks there."""
         path = self._job_path()
         try:
-            write_precompute_job(path, prefix_ids, prefix, pieces)
+            write_precompute_job(path, prefix_ids, prefix, pieces, stats_len)
             out = Path(self.call("ragblend_precompute", str(path)))
         finally:
             path.unlink(missing_ok=True)

@@ -44,7 +44,11 @@ def write_blend_job(
 
 
 def write_precompute_job(
-    path: Path, prefix_ids: Sequence[int], prefix: ChunkKV | None, pieces: Sequence[Sequence[int]]
+    path: Path,
+    prefix_ids: Sequence[int],
+    prefix: ChunkKV | None,
+    pieces: Sequence[Sequence[int]],
+    stats_len: int | None = None,
 ) -> None:
     """A job for the chunk caches of `pieces` after the prefix (Blender.compute_chunks)."""
     enc = Encoder()
@@ -53,6 +57,7 @@ def write_precompute_job(
         "prefix_ids": list(prefix_ids),
         "prefix": enc.chunk(prefix),
         "pieces": [list(p) for p in pieces],
+        "stats_len": stats_len,
     }
     write(path, header, enc.chunks)
 
@@ -83,11 +88,15 @@ def read_job(path: str, directory: str) -> dict[str, Any]:
         pieces = header.get("pieces")
         if not isinstance(pieces, list):
             raise JobFileError("a precompute job needs a list of pieces")
+        stats_len = header.get("stats_len")
+        if stats_len is not None and (type(stats_len) is not int or stats_len < 0):
+            raise JobFileError("a precompute job's stats_len must be a non-negative integer or null")
         return {
             "kind": kind,
             "prefix_ids": dec.ids(header.get("prefix_ids")),
             "prefix": dec.chunk(header.get("prefix")),
             "pieces": [dec.ids(p) for p in pieces],
+            "stats_len": stats_len,
         }
     raise JobFileError(f"unknown job kind {kind!r}")
 
@@ -123,7 +132,9 @@ def blend_job(blender: Blender, job: dict[str, Any]) -> dict[str, float]:
 def precompute_job(blender: Blender, job: dict[str, Any], out: Path) -> str:
     """Chunk caches of the job (Blender.compute_chunks: the prefix piece's when none was sent, then
     each piece after it), written to file `out`, whose path is returned."""
-    fresh, chunks = blender.compute_chunks(job["prefix_ids"], job["prefix"], job["pieces"])
+    fresh, chunks = blender.compute_chunks(
+        job["prefix_ids"], job["prefix"], job["pieces"], job.get("stats_len")
+    )
     enc = Encoder()
     header = {"kind": CHUNKS, "prefix": enc.chunk(fresh), "chunks": [enc.chunk(c) for c in chunks]}
     write(out, header, enc.chunks)

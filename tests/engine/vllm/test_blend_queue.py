@@ -92,3 +92,69 @@ def test_write_backs_wait_while_a_request_is_in_vllm_up_to_their_aging() -> None
     aged.end()
     queue.shutdown()
     aged.shutdown()
+
+
+def test_a_blend_arriving_mid_job_runs_at_the_jobs_next_pause_point() -> None:
+    queue = BlendQueue(aging_s=60)
+    ran: list[str] = []
+    began, submitted = threading.Event(), threading.Event()
+
+    def write_back() -> str:  # three slices, a pause point before each but the first
+        ran.append("slice 0")
+        began.set()
+        assert submitted.wait(10)
+        for i in (1, 2):
+            queue.pause()
+            ran.append(f"slice {i}")
+        return "stored"
+
+    back = queue.submit(write_back, background=True)
+    assert began.wait(10)
+    blend = queue.submit(ran.append, "blend")
+    submitted.set()
+    assert back.result(10) == "stored" and blend.result(10) is None
+    assert ran == ["slice 0", "blend", "slice 1", "slice 2"]
+    queue.pause()  # from another thread than the blend thread: returns at once
+    queue.shutdown()
+
+
+def test_a_paused_job_waits_while_a_request_is_in_vllm_and_resumes_after() -> None:
+    queue = BlendQueue(aging_s=60)
+    ran: list[str] = []
+    began, go, resumed = threading.Event(), threading.Event(), threading.Event()
+
+    def write_back() -> None:
+        began.set()
+        assert go.wait(10)
+        queue.pause()
+        resumed.set()
+
+    back = queue.submit(write_back, background=True)
+    assert began.wait(10)
+    queue.begin()  # a request entered vLLM while the job was running
+    go.set()
+    assert not resumed.wait(0.3)  # the job waits at its pause point
+    assert queue.submit(ran.append, "blend").result(10) is None  # requests' blends still run
+    queue.end()
+    back.result(10)
+    assert resumed.is_set() and ran == ["blend"]
+    queue.shutdown()
+
+
+def test_an_aged_job_does_not_wait_at_its_pause_points() -> None:
+    queue = BlendQueue(aging_s=0.0)
+    began, go = threading.Event(), threading.Event()
+
+    def write_back() -> str:
+        began.set()
+        assert go.wait(10)
+        queue.pause()
+        return "done"
+
+    back = queue.submit(write_back, background=True)
+    assert began.wait(10)
+    queue.begin()
+    go.set()
+    assert back.result(10) == "done"  # aging 0: a request in vLLM does not hold it
+    queue.end()
+    queue.shutdown()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
 import struct
 from pathlib import Path
@@ -29,7 +30,7 @@ from engine.vllm import held
 from engine.vllm.handoff import HandoffDir
 from engine.vllm.job_file import MAGIC, JobFileError
 from engine.vllm.prepare import InjectionPlanner
-from engine.vllm.worker_blend import WorkerBlender, is_held
+from engine.vllm.worker_blend import SLICE_TOKENS, WorkerBlender, is_held
 from engine.vllm.worker_jobs import (
     blend_job,
     precompute_job,
@@ -81,8 +82,8 @@ def test_warm_up_and_blend_in_the_worker_equal_the_blend_here(
     loaded = dataclasses.replace(loaded_of(engine), model=shell)
     remote: list[WorkerBlender] = []
 
-    def make(model: LlamaModel, cache: ChunkCache) -> Blender:
-        remote.append(WorkerBlender(model, cache, worker, handoff.path))
+    def make(model: LlamaModel, cache: ChunkCache) -> Blender:  # whole pieces: bit-for-bit the same
+        remote.append(WorkerBlender(model, cache, worker, handoff.path, slice_tokens=1 << 20))
         return remote[0]
 
     store = MemoryTier(256 << 20)
@@ -103,7 +104,8 @@ def test_warm_up_and_blend_in_the_worker_equal_the_blend_here(
         assert torch.equal(got.k, want.k) and torch.equal(got.v, want.v) and got.meta.craft == want.meta.craft
     chunk_kv.cache.put_many(entries)
     local.cache.put_many(expected)
-    assert worker.calls == ["ragblend_precompute"]
+    assert missing[0].index == 0  # a call for the prefix, then one per piece
+    assert worker.calls == ["ragblend_precompute"] * len(missing)
 
     # a blend in the worker: its K/V are held there, the usage is what the blend here reports
     opts = BlendOptions(mode="cacheblend", ratio=0.15)
@@ -129,6 +131,31 @@ def test_warm_up_and_blend_in_the_worker_equal_the_blend_here(
     assert list(handoff.path.iterdir()) == []  # job files are removed after their call
 
 
+def test_a_piece_computed_in_slices_equals_it_computed_whole(
+    engine: TorchEngine, handoff: HandoffDir
+) -> None:
+    worker = InProcessWorker(engine, handoff.path)
+    shell = LlamaModel.shell(engine.model_config, engine.model.dtype, engine.max_context)
+    unused = ChunkCache(MemoryTier(1), engine.model_config, "unused", engine.dtype_name)
+    pauses: list[int] = []
+    sliced = WorkerBlender(shell, unused, worker, handoff.path, lambda: pauses.append(1), slice_tokens=32)
+    prompt = rag_prompts(engine, count=1, passages=2)[0]
+    prefix_ids, piece = prompt.pieces[0].ids, prompt.pieces[1].ids
+    fresh, (got,) = sliced.compute_chunks(prefix_ids, None, [piece])
+    want_prefix, (want,) = Blender(engine.model, unused).compute_chunks(prefix_ids, None, [piece])
+    assert fresh is not None and want_prefix is not None and torch.equal(fresh.k, want_prefix.k)
+    # one call for the prefix, one per slice, each after a pause point
+    assert len(pauses) == len(worker.calls) == 1 + math.ceil(len(piece) / 32) > 3
+    assert got.start == want.start == len(prefix_ids) and got.k.shape == want.k.shape
+    # the same rows, up to the rounding of matrix products of other shapes
+    torch.testing.assert_close(got.k, want.k, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(got.v, want.v, atol=2e-2, rtol=1e-2)
+    # the statistics count the prefix only, as for the piece computed whole
+    assert got.craft["token_inter"] == pytest.approx(want.craft["token_inter"], abs=1e-3)
+    for name in ("cci", "a", "b"):
+        assert got.craft[name] == pytest.approx(want.craft[name], rel=1e-3)
+
+
 def test_a_cold_prompt_is_stored_after_the_answer_one_piece_per_step(
     engine: TorchEngine, handoff: HandoffDir
 ) -> None:
@@ -151,7 +178,9 @@ def test_a_cold_prompt_is_stored_after_the_answer_one_piece_per_step(
     assert len(injection.write_backs) == pieces - 1  # the prefix goes with the first document
     for step in injection.write_backs:
         step()
-    assert worker.calls == ["ragblend_precompute"] * (pieces - 1)
+    # a call for the prefix, then one per slice of each document
+    slices = sum(math.ceil(len(p.ids) / SLICE_TOKENS) for p in prompt.pieces[1:-1])
+    assert worker.calls == ["ragblend_precompute"] * (1 + slices) and slices > pieces - 1
     found = remote[0].lookup(prompt, "c")
     assert all(lk.base is not None or lk.exact is not None for lk in found)
     again = planner.plan(prompt, BlendOptions(mode="probe"), "c")
