@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, BlendOptions
+from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, PROBE_TEMPERATURE, BlendOptions
 from engine.sampling import SEED_MAX, SEED_MIN
 from retrieval.config import RetrievalMode
 from retrieval.selection import SelectionConfig
 from server.bounds import MAX_TOKENS_BOUND, TOP_K_BOUND
+from server.errors import ApiError
 from server.rag_context import Citation, SelectionReport
 from server.retrieval_schemas import FILTER_HELP, RETRIEVAL_HELP
 
@@ -31,12 +32,36 @@ class BlendRequest(BaseModel):
         description=f"share of moved cached tokens to recompute (default {DEFAULT_RATIO})",
     )
 
+    temperature: float | None = Field(
+        None,
+        ge=0.25,
+        le=4.0,
+        description=(
+            "attention temperature on the moved cached rows that are not recomputed (default: the "
+            f"mode's, {PROBE_TEMPERATURE} for probe and 1 for the others; cacheblend takes only 1)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _cacheblend_temperature(self) -> BlendRequest:
+        if self.mode == "cacheblend" and self.temperature not in (None, 1.0):
+            raise ValueError("temperature: cacheblend ranks by K/V deviation from the cache; it takes only 1")
+        return self
+
     def options(self, default: BlendOptions | None = None) -> BlendOptions:
-        """The request's options; what it leaves unset comes from `default` (the engine's)."""
+        """The request's options; what it leaves unset comes from `default` (the engine's). A 422
+        when they do not fit together (a temperature for a default mode that takes none)."""
         base = default if default is not None else BlendOptions()
         if self.mode is not None and self.mode != base.mode:
             base = BlendOptions(mode=self.mode)
-        return base if self.ratio is None else replace(base, ratio=self.ratio)
+        if self.ratio is not None:
+            base = replace(base, ratio=self.ratio)
+        if self.temperature is not None:
+            try:
+                base = replace(base, reuse_temperature=self.temperature)
+            except ValueError as exc:
+                raise ApiError(422, f"blend.temperature: {exc}") from None
+        return base
 
 
 class GenerateRequest(BaseModel):

@@ -42,6 +42,8 @@ def _ok(client: TestClient) -> None:
         ({"query": "q", "blend": {"ratio": 1.5}}, 422, "blend.ratio"),
         ({"query": "q", "blend": {"ratio": -0.1}}, 422, "blend.ratio"),
         ({"query": "q", "blend": "cacheblend"}, 422, "blend"),
+        ({"query": "q", "blend": {"temperature": 9}}, 422, "blend.temperature"),
+        ({"query": "q", "blend": {"mode": "cacheblend", "temperature": 1.2}}, 422, "temperature"),
     ],
 )
 def test_bad_input_is_a_clear_4xx(client: TestClient, body: dict[str, Any], status: int, needle: str) -> None:

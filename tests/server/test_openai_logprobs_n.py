@@ -212,3 +212,25 @@ def test_ignore_eos_decodes_up_to_max_tokens(client: TestClient) -> None:
     assert (
         r.json()["usage"]["completion_tokens"] == 12 and r.json()["choices"][0]["finish_reason"] == "length"
     )
+
+
+def test_the_blend_temperature_reaches_the_blend(client: TestClient) -> None:
+    """`blend.temperature` sets the reuse temperature of the request's blend: the same value scores
+    the answer the same, another value differently (the moved rows' attention changes)."""
+    text = "Question: Where does the Nile flow?<|im_end|>\n<|im_start|>assistant\nInto the Mediterranean Sea."
+
+    def answer_logprob(blend: dict[str, Any]) -> float:
+        body = {"prompt": text, "max_tokens": 0, "echo": True, "logprobs": 0, "documents": DOCS[::-1]}
+        r = client.post("/v1/completions", json={**body, "blend": blend})
+        assert r.status_code == 200, r.text
+        lp = r.json()["choices"][0]["logprobs"]
+        return sum(x for x in lp["token_logprobs"][-6:])
+
+    answer_logprob({"mode": "reuse"})  # the pieces are stored
+    probe = {"mode": "probe", "ratio": 0.15}
+    one = answer_logprob({**probe, "temperature": 1.0})
+    assert answer_logprob({**probe, "temperature": 1.0}) == pytest.approx(one, abs=1e-6)
+    assert answer_logprob({**probe, "temperature": 2.0}) != pytest.approx(one, abs=1e-3)
+    bad = {"prompt": "a", "blend": {"mode": "cacheblend", "temperature": 1.5}}
+    r = client.post("/v1/completions", json=bad)
+    assert r.status_code in (400, 422) and "temperature" in r.json()["error"]["message"]
