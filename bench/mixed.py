@@ -9,7 +9,8 @@ and `default` (the default blend mode). Per class (warm, cold): TTFT p50 / p99 (
 `ttft_ms`) and goodput under `--slo-ms`. Then the back-to-back check: each of `--check` questions with
 `full`, then the default mode twice, one after the other; the ratio of the second blended TTFT to full.
 vLLM with prefix caching (`RAGBLEND_ENGINE=vllm`) is `--modes vllm-prefix`, and the vLLM backend
-blending in its worker `--modes vllm-probe`, both run from `.venv-vllm`. With `--reorder`, a warm
+blending in its worker `--modes vllm-probe` (with vLLM's prefix caching beside it, the default) or
+`vllm-probe-nopc` (without), all run from `.venv-vllm`. With `--reorder`, a warm
 request's passages come in a new order each time, as a retriever's ranking varies: what a prefix
 cache cannot reuse past the first moved passage and a blend can.
 
