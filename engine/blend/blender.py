@@ -304,7 +304,13 @@ class Blender:
         else None), then each of `pieces` after the prefix (`stats_len`: see precompute_chunk)."""
         fresh = None
         if prefix is None:
-            prefix = fresh = precompute_chunk(self.model, None, torch.tensor(list(prefix_ids)))
-        return fresh, [
-            precompute_chunk(self.model, prefix, torch.tensor(list(ids)), stats_len) for ids in pieces
-        ]
+            prefix = fresh = self.compute_prefix(prefix_ids)
+        return fresh, [self.compute_piece(prefix, ids, stats_len) for ids in pieces]
+
+    def compute_prefix(self, prefix_ids: Sequence[int]) -> ChunkKV:
+        """The prefix piece's cache, after nothing."""
+        return precompute_chunk(self.model, None, torch.tensor(list(prefix_ids)))
+
+    def compute_piece(self, prefix: ChunkKV, ids: Sequence[int], stats_len: int | None) -> ChunkKV:
+        """One piece's cache after `prefix`."""
+        return precompute_chunk(self.model, prefix, torch.tensor(list(ids)), stats_len)

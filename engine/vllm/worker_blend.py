@@ -90,30 +90,21 @@ class WorkerBlender(Blender):
         figures["handoff_ms"] = max(total_ms - figures["blend_ms"], 0.0)
         return spec, figures
 
-    def compute_chunks(
-        self,
-        prefix_ids: Sequence[int],
-        prefix: ChunkKV | None,
-        pieces: Sequence[Sequence[int]],
-        stats_len: int | None = None,
-    ) -> tuple[ChunkKV | None, list[ChunkKV]]:
-        fresh = None
-        if prefix is None:
-            self.pause()
-            fresh, _ = self._compute(prefix_ids, None, [], None)
-            prefix = fresh
-            assert prefix is not None
-        return fresh, [self._in_slices(prefix, list(ids), stats_len) for ids in pieces]
+    def compute_prefix(self, prefix_ids: Sequence[int]) -> ChunkKV:
+        self.pause()
+        fresh, _ = self._compute(prefix_ids, None, [], None)
+        assert fresh is not None
+        return fresh
 
-    def _in_slices(self, prefix: ChunkKV, ids: list[int], stats_len: int | None) -> ChunkKV:
+    def compute_piece(self, prefix: ChunkKV, ids: Sequence[int], stats_len: int | None) -> ChunkKV:
         """One piece's cache after `prefix`, a slice per call; its statistics count attention to the
         prefix (or its first `stats_len` rows) only, as a piece computed whole."""
+        ids = list(ids)
         stats = prefix.k.shape[2] if stats_len is None else stats_len
         ks: list[torch.Tensor] = []
         vs: list[torch.Tensor] = []
         token_inter: list[float] = []
-        part: ChunkKV | None = None
-        for first in range(0, len(ids), self.slice_tokens):
+        for first in range(0, max(len(ids), 1), self.slice_tokens):
             self.pause()
             context = prefix
             if ks:
@@ -130,8 +121,8 @@ class WorkerBlender(Blender):
             scores = part.craft["token_inter"]
             assert isinstance(scores, list)
             token_inter += scores
-        if part is None or len(ks) == 1:  # one call: the worker's result as it is
-            return part if part is not None else self._compute((), prefix, [ids], stats)[1][0]
+        if len(ks) == 1:  # one call: the worker's result as it is
+            return part
         return ChunkKV(
             torch.cat(ks, 2), torch.cat(vs, 2), prefix.k.shape[2], craft_from_token_inter(token_inter, stats)
         )
