@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from engine.blend.options import DEFAULT_MODE, DEFAULT_RATIO, PROBE_TEMPERATURE, BlendOptions
 from engine.sampling import SEED_MAX, SEED_MIN
@@ -42,15 +42,9 @@ class BlendRequest(BaseModel):
         ),
     )
 
-    @model_validator(mode="after")
-    def _cacheblend_temperature(self) -> BlendRequest:
-        if self.mode == "cacheblend" and self.temperature not in (None, 1.0):
-            raise ValueError("temperature: cacheblend ranks by K/V deviation from the cache; it takes only 1")
-        return self
-
     def options(self, default: BlendOptions | None = None) -> BlendOptions:
         """The request's options; what it leaves unset comes from `default` (the engine's). A 422
-        when they do not fit together (a temperature for a default mode that takes none)."""
+        when they do not fit together (a temperature for a mode that takes none: cacheblend)."""
         base = default if default is not None else BlendOptions()
         if self.mode is not None and self.mode != base.mode:
             base = BlendOptions(mode=self.mode)
