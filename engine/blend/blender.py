@@ -141,7 +141,7 @@ class Blender:
         for lk in lookups:
             if lk.exact is None:
                 break
-            placements.append((lk.exact.k, lk.exact.v, lk.exact.start, lk.start))
+            placements.append(Placement(lk.exact.k, lk.exact.v, lk.exact.start, lk.start))
             reused = lk.end
         place_entries(kv, self.model.rope, placements)
         kv.length = reused
@@ -162,10 +162,8 @@ class Blender:
             if chunk is None:
                 forced.extend(lk.rows)
                 continue
-            k = chunk.k
-            if lk.exact is None and opts.temperature != 1.0:
-                k = k * (1.0 / opts.temperature)  # a copy: the stored chunk stays as it was
-            placements.append((k, chunk.v, chunk.start, lk.start))
+            scale = 1.0 / opts.temperature if lk.exact is None else 1.0
+            placements.append(Placement(chunk.k, chunk.v, chunk.start, lk.start, scale))
             cached += lk.end - lk.start
             if lk.exact is None:
                 candidates.append((lk, chunk))

@@ -9,6 +9,8 @@ are still crossing the bus, and pinning layer i + 1 on the host overlaps the cop
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from engine.kv_cache import KVCache
@@ -26,59 +28,93 @@ def shift_rotation(table: RotaryTable, delta: int, dtype: torch.dtype) -> tuple[
     return cos[0].to(dtype), (sin[0] * sign).to(dtype)
 
 
-def rotate_keys(k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate keys [..., head_dim] by one angle set (half-split pairing)."""
+def write_keys(
+    dst: torch.Tensor, k: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None
+) -> None:
+    """`dst` = `k` rotated by (cos, sin), computed in `dst` itself; `sin` None: `k` times `cos` only,
+    both None: `k` as it is.
+
+    Half-split pairing: the rotated key is k * cos + (-k2, k1) * sin. Written in place, with no
+    temporary the size of the chunk: otherwise placing a prompt's chunks allocates (and first touches)
+    several times the prompt's K in fresh memory on every blend. `cos`/`sin` may carry a factor (the
+    reuse temperature's 1/T): the rotation is linear.
+    """
+    dst.copy_(k)
+    if cos is not None:
+        dst.mul_(cos)
+    if sin is None:
+        return
     half = k.shape[-1] // 2
-    rotated = torch.cat([-k[..., half:], k[..., :half]], dim=-1)
-    return k * cos + rotated * sin
+    dst[..., :half].addcmul_(k[..., half:], sin[:half], value=-1.0)
+    dst[..., half:].addcmul_(k[..., :half], sin[half:])
+
+
+class Placement(NamedTuple):
+    """A cached chunk's K/V ([layers, kv_heads, T, dim], keys post-RoPE at `cached_start`) to write
+    at `new_start`, its keys scaled by `key_scale` (the reuse temperature's 1/T; 1 keeps them)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    cached_start: int
+    new_start: int
+    key_scale: float = 1.0
+
+
+def _rotation(
+    table: RotaryTable, place: Placement, dtype: torch.dtype
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The (cos, sin) that move and scale `place`'s keys; (None, None) when they stay as stored."""
+    if place.new_start == place.cached_start:
+        if place.key_scale == 1.0:
+            return None, None
+        return torch.full((place.k.shape[-1],), place.key_scale, dtype=dtype, device=table.device), None
+    cos, sin = shift_rotation(table, place.new_start - place.cached_start, dtype)
+    if place.key_scale != 1.0:
+        cos, sin = cos * place.key_scale, sin * place.key_scale
+    return cos, sin
 
 
 def place_entry(
-    kv: KVCache, table: RotaryTable, k: torch.Tensor, v: torch.Tensor, cached_start: int, new_start: int
+    kv: KVCache,
+    table: RotaryTable,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cached_start: int,
+    new_start: int,
+    key_scale: float = 1.0,
 ) -> None:
     """Write a chunk's cached K/V ([layers, kv_heads, T, dim], post-RoPE at `cached_start`) into `kv`
-    at rows [new_start, new_start + T), rotating keys when the chunk moved."""
-    t = k.shape[2]
-    dtype = kv.k[0].dtype
-    k = k.to(dtype)
-    if new_start != cached_start:
-        cos, sin = shift_rotation(table, new_start - cached_start, dtype)
-        k = rotate_keys(k, cos, sin)
-    for layer in range(len(kv.k)):
-        kv.k[layer][0, :, new_start : new_start + t] = k[layer]
-        kv.v[layer][0, :, new_start : new_start + t] = v[layer].to(dtype)
-
-
-Placement = tuple[torch.Tensor, torch.Tensor, int, int]  # cached k, v, cached start, new start
+    at rows [new_start, new_start + T), rotating keys when the chunk moved and scaling them by
+    `key_scale`."""
+    place_entries(kv, table, [Placement(k, v, cached_start, new_start, key_scale)])
 
 
 def place_entries(kv: KVCache, table: RotaryTable, placements: list[Placement]) -> None:
-    """`place_entry` for every (k, v, cached_start, new_start); on a GPU, as the module says."""
-    if kv.device.type != "cuda":
-        for k, v, cached_start, new_start in placements:
-            place_entry(kv, table, k, v, cached_start, new_start)
-        return
+    """`place_entry` for every placement; on a GPU, as the module says."""
     if not placements:
+        return
+    dtype = kv.k[0].dtype
+    if kv.device.type != "cuda":
+        for place in placements:
+            cos, sin = _rotation(table, place, dtype)
+            t, at = place.k.shape[2], place.new_start
+            for layer in range(len(kv.k)):
+                write_keys(kv.k[layer][0, :, at : at + t], place.k[layer], cos, sin)
+                kv.v[layer][0, :, at : at + t] = place.v[layer]
         return
     compute = torch.cuda.current_stream(kv.device)
     stream = _copy_stream(kv.device)
     stream.wait_stream(compute)  # the cache's memory may still be in use by earlier kernels
-    dtype = kv.k[0].dtype
     events: list[torch.cuda.Event] = []
     with torch.cuda.stream(stream):  # everything below is queued on the copy stream, and lives there
-        rotations = {
-            new - old: shift_rotation(table, new - old, dtype) for _, _, old, new in placements if new != old
-        }
+        rotations = [_rotation(table, place, dtype) for place in placements]
         for layer in range(len(kv.k)):
-            for k, v, cached_start, new_start in placements:
-                t = k.shape[2]
-                k_dev = _upload(k[layer], kv.device).to(dtype)
-                v_dev = _upload(v[layer], kv.device).to(dtype)
-                if new_start != cached_start:
-                    cos, sin = rotations[new_start - cached_start]
-                    k_dev = rotate_keys(k_dev, cos, sin)
-                kv.k[layer][0, :, new_start : new_start + t] = k_dev
-                kv.v[layer][0, :, new_start : new_start + t] = v_dev
+            for place, (cos, sin) in zip(placements, rotations, strict=True):
+                t, at = place.k.shape[2], place.new_start
+                k_dev = _upload(place.k[layer], kv.device)
+                v_dev = _upload(place.v[layer], kv.device)
+                write_keys(kv.k[layer][0, :, at : at + t], k_dev, cos, sin)
+                kv.v[layer][0, :, at : at + t] = v_dev
             event = torch.cuda.Event()
             event.record(stream)
             events.append(event)
