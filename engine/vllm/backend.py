@@ -53,7 +53,7 @@ from engine.prompt import Prompt
 from engine.request_queue import Job
 from engine.sampling import SamplingParams
 from engine.scoring import ScoredPrompt
-from engine.vllm.blend_queue import BlendQueue
+from engine.vllm.blend_queue import BlendQueue, BlendQueueClosed
 from engine.vllm.handoff import HandoffDir
 from engine.vllm.options import VllmOptions
 from engine.vllm.prepare import Injection, InjectionPlanner
@@ -191,8 +191,10 @@ class VllmEngine(Engine):
         self.blend_pool.submit(lambda: None, background=True).result(timeout_s)
 
     def close(self) -> None:
+        # The blend thread first: its jobs call into vLLM's worker, so they must end while vLLM runs.
+        # Queued write-backs are dropped (they only cost a later recompute); requests' blends finish.
+        self.blend_pool.shutdown(wait=True, drop_background=True)
         self.runtime.close()
-        self.blend_pool.shutdown(wait=True)
         self.handoff.close()
 
     def _worker_call(self, method: str, *args: Any) -> Any:
@@ -343,5 +345,7 @@ class VllmEngine(Engine):
 def _logged(fn: Callable[[], None]) -> None:
     try:
         fn()
+    except BlendQueueClosed:
+        log.info("chunk-cache write-back stopped: the backend is closing")
     except Exception:  # a failed write-back only costs a later recompute
         log.exception("chunk-cache write-back failed")

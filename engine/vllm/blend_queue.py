@@ -24,6 +24,12 @@ from typing import Any, Literal, TypeVar
 T = TypeVar("T")
 
 _Job = tuple[Callable[[], Any], "Future[Any]", float]
+
+
+class BlendQueueClosed(Exception):
+    """Raised at a pause point of a background job once the queue is shut down without it."""
+
+
 _Turn = Literal["interactive", "background"] | None
 
 
@@ -36,6 +42,7 @@ class BlendQueue:
         self._background: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._dropping = False  # shut down with queued background work dropped
         self._active = 0  # requests in vLLM (prefilling or decoding)
         self._last_background = time.monotonic()
         self._running: float | None = None  # when the background job running now was queued
@@ -78,6 +85,8 @@ class BlendQueue:
             return
         while True:
             with self._cond:
+                if self._dropping:
+                    raise BlendQueueClosed("the blend queue is shutting down")
                 turn, wait = self._turn(queued)
                 if turn == "background":
                     self._last_background = time.monotonic()
@@ -92,10 +101,18 @@ class BlendQueue:
             finally:
                 self._running = queued
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Run what is queued, then stop; `wait` blocks until the thread has ended."""
+    def shutdown(self, wait: bool = True, drop_background: bool = False) -> None:
+        """Run what is queued, then stop; `wait` blocks until the thread has ended. With
+        `drop_background`, queued background jobs are cancelled instead and the one running stops at
+        its next pause point (`pause` raises BlendQueueClosed): what is being shut down may not be
+        able to serve them, and nobody waits for them."""
         with self._cond:
             self._closed = True
+            if drop_background:
+                self._dropping = True
+                for _, future, _ in self._background:
+                    future.cancel()
+                self._background.clear()
             self._cond.notify()
         if wait and threading.current_thread() is not self._thread:
             self._thread.join()

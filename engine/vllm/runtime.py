@@ -74,6 +74,9 @@ class VllmRuntime:
         self._thread = threading.Thread(target=self.loop.run_forever, name="vllm-client", daemon=True)
         self._thread.start()
         self.llm: AsyncLLM | None = None
+        self._closing = False
+        self._pending: set[Future[Any]] = set()  # calls not answered yet (cancelled by close)
+        self._lock = threading.Lock()
         try:
             self.llm = self.call(self._start(args)).result(timeout=options.start_timeout_s)
         except BaseException:
@@ -84,8 +87,20 @@ class VllmRuntime:
         return AsyncLLM.from_engine_args(args)
 
     def call(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        """Run `coro` on the client loop from any thread."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run `coro` on the client loop from any thread. Once closing, it raises at once; a call the
+        loop never ran is cancelled by `close`, so no caller waits on a stopped loop."""
+        with self._lock:
+            if self._closing:
+                coro.close()
+                raise RuntimeError("the vLLM engine is not running")
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            self._pending.add(future)
+        future.add_done_callback(self._answered)
+        return future
+
+    def _answered(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._pending.discard(future)
 
     def failure(self) -> str | None:
         """Why vLLM cannot serve (it died or was closed), or None while it can."""
@@ -115,9 +130,14 @@ class VllmRuntime:
         if self._thread.is_alive():
             with contextlib.suppress(Exception):  # shutting down goes on whatever vLLM says
                 self.call(self._stop()).result(timeout=60)
+        with self._lock:
+            self._closing = True
+            left = list(self._pending)
         self.llm = None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        for future in left:
+            future.cancel()
 
     async def _stop(self) -> None:
         """Stop vLLM from its own loop, then let its client tasks finish their cancellation there."""

@@ -4,10 +4,11 @@ still run (in order), and aging keeps them from starving."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from engine.vllm.blend_queue import BlendQueue
+from engine.vllm.blend_queue import BlendQueue, BlendQueueClosed
 
 
 def _blocked(queue: BlendQueue) -> threading.Event:
@@ -158,3 +159,36 @@ def test_an_aged_job_does_not_wait_at_its_pause_points() -> None:
     assert back.result(10) == "done"  # aging 0: a request in vLLM does not hold it
     queue.end()
     queue.shutdown()
+
+
+def test_shutdown_dropping_background_work_cancels_it_and_stops_the_running_job() -> None:
+    queue = BlendQueue(aging_s=60)
+    started, release = threading.Event(), threading.Event()
+    steps: list[int] = []
+
+    def sliced() -> None:  # a write-back in slices, with a pause point before each
+        started.set()
+        release.wait(10)
+        for i in range(5):
+            queue.pause()
+            steps.append(i)
+
+    running = queue.submit(sliced, background=True)
+    assert started.wait(10)
+    queued = queue.submit(steps.append, 99, background=True)
+    blend = queue.submit(lambda: "kv")
+    closer = threading.Thread(target=queue.shutdown, kwargs={"wait": True, "drop_background": True})
+    closer.start()
+    deadline = time.monotonic() + 10
+    while not queued.cancelled() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queued.cancelled()  # cancelled at once, while the running job is still held
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive()
+    assert blend.result(1) == "kv"  # a request's blend that was queued still runs
+    with pytest.raises(BlendQueueClosed):
+        running.result(1)
+    assert steps == []  # it stopped at its first pause point; the dropped job never ran
+    with pytest.raises(RuntimeError):
+        queue.submit(lambda: None)
