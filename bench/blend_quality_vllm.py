@@ -27,7 +27,7 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from bench import datasets
-from bench.blend_quality import plot
+from bench.blend_quality import ALL_MODES, plot
 from bench.common import RESULTS, machine, write_results
 from bench.metrics import best_f1, rouge_l
 from engine.blend.options import BlendOptions
@@ -47,6 +47,7 @@ MODES: list[tuple[str, BlendOptions]] = [
     ("cacheblend r=0.15", BlendOptions(mode="cacheblend", ratio=0.15)),
     ("cacheblend r=0.30", BlendOptions(mode="cacheblend", ratio=0.30)),
     ("cachecraft r=0.15", BlendOptions(mode="cachecraft", ratio=0.15)),
+    ("probe r=0.15", BlendOptions(mode="probe", ratio=0.15)),  # the default mode
 ]
 
 
@@ -210,6 +211,8 @@ def memory_table(memory: dict[str, dict[str, float]]) -> str:
 
 
 def main_vllm(args: argparse.Namespace) -> None:
+    if args.modes:  # names of bench/blend_quality.py's modes
+        MODES[:] = [(m, ALL_MODES[m]) for m in args.modes]
     settings = Settings()
     dtype = settings.engine_config().dtype
     model_dir = settings.model_dir()
