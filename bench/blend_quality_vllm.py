@@ -116,6 +116,9 @@ def backend_phase(
                     original, SamplingParams(max_tokens=1), blend=BlendOptions(mode="reuse"), salt=salt
                 )
             )
+            # the passages' caches are written back at background priority, after the answer: wait for
+            # them, or the first mode measured would find none
+            engine.settle(timeout_s=900)
             per_mode = {}
             for name, opts in MODES:
                 started, first, tokens, final = time.perf_counter(), 0.0, [], None
