@@ -11,7 +11,7 @@ import torch
 
 from cache.memory_tier import MemoryTier
 from engine.blend.options import BlendOptions, GateConfig
-from engine.blend.placement import place_entries, place_entry
+from engine.blend.placement import Placement, place_entries, place_entry
 from engine.config import EngineConfig
 from engine.events import FinishEvent, TokenEvent
 from engine.loaded_model import LoadedModel
@@ -114,12 +114,12 @@ def test_layered_upload_places_like_the_cpu(gpu_engine: TorchEngine, engine: Tor
     shape = (cfg.num_layers, cfg.num_kv_heads, 12, cfg.head_dim)
     gen = torch.Generator().manual_seed(0)
     chunks = [
-        (torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), s, t)
-        for s, t in ((5, 9), (3, 30))
+        Placement(torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), s, t, scale)
+        for s, t, scale in ((5, 9, 1.0), (3, 30, 1 / 1.1))
     ]
     cpu = engine.model.new_cache(48)
-    for k, v, old, new in chunks:
-        place_entry(cpu, engine.model.rope, k, v, old, new)
+    for c in chunks:
+        place_entry(cpu, engine.model.rope, c.k, c.v, c.cached_start, c.new_start, c.key_scale)
     gpu = gpu_engine.model.new_cache(48)
     place_entries(gpu, gpu_engine.model.rope, chunks)
     gpu.wait_all()
