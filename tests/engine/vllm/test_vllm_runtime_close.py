@@ -10,19 +10,19 @@ from typing import Any
 import pytest
 
 from engine.vllm.options import VllmOptions
-from engine.vllm.runtime import VllmRuntime
 
 pytestmark = pytest.mark.vllm
 
 
-class LoopOnly(VllmRuntime):
-    """The runtime's client loop and thread, without starting a vLLM engine on it."""
-
-    async def _start(self, args: Any) -> Any:
-        return None
-
-
 def test_a_call_pending_at_close_is_cancelled_and_later_calls_fail_at_once() -> None:
+    from engine.vllm.runtime import VllmRuntime  # vllm is installed in the vLLM test run only
+
+    class LoopOnly(VllmRuntime):
+        """The runtime's client loop and thread, without starting a vLLM engine on it."""
+
+        async def _start(self, args: Any) -> Any:
+            return None
+
     runtime = LoopOnly(None, VllmOptions())
     never = asyncio.Event()
     pending = runtime.call(never.wait())
