@@ -40,6 +40,8 @@ ALL_MODES: dict[str, BlendOptions] = {
     "cachecraft r=0.15": BlendOptions(mode="cachecraft", ratio=0.15),
     "probe r=0.15": BlendOptions(mode="probe", ratio=0.15),
     "probe r=0.15 T=1": BlendOptions(mode="probe", ratio=0.15, reuse_temperature=1.0),
+    "probe r=0.20": BlendOptions(mode="probe", ratio=0.20),
+    "probe r=0.25": BlendOptions(mode="probe", ratio=0.25),
     "probe r=0.30": BlendOptions(mode="probe", ratio=0.30),
     "probe adaptive <=0.30": BlendOptions(mode="probe", ratio=0.30, min_ratio=0.05, error_target=0.5),
 }
