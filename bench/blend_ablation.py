@@ -62,6 +62,13 @@ VARIANTS: dict[str, BlendOptions] = {
     "probe T 1.05": replace(P, reuse_temperature=1.05),
     "probe T 1.15": replace(P, reuse_temperature=1.15),
     "probe r=0.30 T 1.1": replace(P, ratio=0.30, reuse_temperature=1.1),
+    "probe T slope 0.2": replace(P, temperature_slope=0.2),
+    "probe T slope 0.4": replace(P, temperature_slope=0.4),
+    "probe T slope -0.2": replace(P, temperature_slope=-0.2),
+    "probe T slope 0.8": replace(P, temperature_slope=0.8),
+    "probe T 1.2 slope 0.4": replace(P, reuse_temperature=1.2, temperature_slope=0.4),
+    "probe T 1.2 slope 0.8": replace(P, reuse_temperature=1.2, temperature_slope=0.8),
+    "reuse T 1.1 slope 0.4": BlendOptions(mode="reuse", reuse_temperature=1.1, temperature_slope=0.4),
 }
 
 

@@ -157,12 +157,15 @@ class Blender:
         candidates: list[tuple[PieceLookup, ChunkKV]] = []
         cached = 0
         placements: list[Placement] = []
+        docs_start = lookups[0].end if lookups else 0
+        docs_len = max(1, (lookups[-1].end if lookups else 0) - docs_start)
         for lk in lookups:
             chunk = lk.exact or lk.base
             if chunk is None:
                 forced.extend(lk.rows)
                 continue
-            scale = 1.0 / opts.temperature if lk.exact is None else 1.0
+            share_before = (lk.start - docs_start) / docs_len
+            scale = 1.0 / opts.chunk_temperature(share_before) if lk.exact is None else 1.0
             placements.append(Placement(chunk.k, chunk.v, chunk.start, lk.start, scale))
             cached += lk.end - lk.start
             if lk.exact is None:

@@ -49,7 +49,10 @@ class BlendOptions:
       `reuse_temperature` T (None: PROBE_TEMPERATURE for probe, 1 = off for the others; cacheblend
       takes only 1) divides the attention logits on the rows of moved chunks that are not recomputed
       by T, for every later query (APE's temperature on parallel-encoded context): their keys are
-      placed scaled by 1/T, and recomputed rows get fresh keys.
+      placed scaled by 1/T, and recomputed rows get fresh keys. `temperature_slope` g varies T by
+      where a moved chunk sits: T + g x (m - 1/2), m in [0, 1) the share of the documents' tokens
+      that come before the chunk (all of them missing from its cached context), so with g > 0 a
+      chunk that lost more context is flattened more; 0 = one T for every chunk.
     """
 
     mode: BlendMode = DEFAULT_MODE
@@ -65,6 +68,7 @@ class BlendOptions:
     craft_weight: float = 0.0
     deviation_weight: float = 0.0
     reuse_temperature: float | None = None
+    temperature_slope: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in BLEND_MODES:
@@ -81,7 +85,10 @@ class BlendOptions:
             raise ValueError("probe_from, craft_weight and deviation_weight must be >= 0")
         if not 0.25 <= self.temperature <= 4.0:
             raise ValueError("reuse_temperature must be within [0.25, 4]")
-        if self.temperature != 1.0 and self.mode == "cacheblend":
+        ends = (self.chunk_temperature(0.0), self.chunk_temperature(1.0))
+        if min(ends) < 0.25 or max(ends) > 4.0:
+            raise ValueError("temperature_slope takes the reuse temperature outside [0.25, 4]")
+        if (self.temperature != 1.0 or self.temperature_slope != 0.0) and self.mode == "cacheblend":
             raise ValueError("cacheblend ranks by K/V deviation from the cache: reuse_temperature must be 1")
         if self.deviation_weight > 0 and self.full_layers < 2:
             raise ValueError("deviation_weight needs full_layers >= 2 (layer-0 K/V never deviate)")
@@ -92,6 +99,10 @@ class BlendOptions:
         if self.reuse_temperature is not None:
             return self.reuse_temperature
         return PROBE_TEMPERATURE if self.mode == "probe" else 1.0
+
+    def chunk_temperature(self, share_before: float) -> float:
+        """The temperature of a moved chunk with `share_before` of the documents' tokens before it."""
+        return self.temperature + self.temperature_slope * (share_before - 0.5)
 
     @property
     def reuses(self) -> bool:

@@ -73,3 +73,33 @@ def test_default_probe_differs_from_probe_without_temperature(
     )
     default = engine.blender.prefill(rag_prompt, BlendOptions(mode="probe"), len(rag_prompt), "rt-3")
     assert (default.logits - plain.logits).abs().max().item() > 1e-3
+
+
+def test_temperature_slope_scales_each_moved_chunk_by_where_it_sits(
+    engine: TorchEngine, rag_prompt: Prompt
+) -> None:
+    warm(engine, rag_prompt, "rt-4")
+    lookups = engine.blender.lookup(rag_prompt, "rt-4")
+    moved = [lk for lk in lookups if lk.exact is None and lk.base is not None]
+    assert len(moved) >= 2, "the prompt needs two moved chunks"
+    plain = engine.blender.prefill(rag_prompt, BlendOptions(mode="reuse"), len(rag_prompt), "rt-4")
+    opts = BlendOptions(mode="reuse", reuse_temperature=1.1, temperature_slope=0.4)
+    sloped = engine.blender.prefill(rag_prompt, opts, len(rag_prompt), "rt-4")
+    docs_start, docs_end = lookups[0].end, lookups[-1].end
+    layer = len(engine.model.layers) - 1
+    temperatures = []
+    for lk in moved:
+        t = opts.chunk_temperature((lk.start - docs_start) / (docs_end - docs_start))
+        got = sloped.kv.k[layer][0, :, lk.start : lk.end].float()
+        want = plain.kv.k[layer][0, :, lk.start : lk.end].float() / t
+        assert torch.allclose(got, want, rtol=2e-2, atol=2e-2)
+        temperatures.append(t)
+    assert temperatures == sorted(temperatures) and temperatures[0] < temperatures[-1]
+
+
+def test_a_slope_out_of_range_or_on_cacheblend_is_refused() -> None:
+    assert BlendOptions(mode="probe", temperature_slope=0.4).chunk_temperature(1.0) == pytest.approx(1.3)
+    with pytest.raises(ValueError, match="temperature_slope"):
+        BlendOptions(mode="probe", temperature_slope=-2.0)
+    with pytest.raises(ValueError, match="reuse_temperature"):
+        BlendOptions(mode="cacheblend", temperature_slope=0.2)
