@@ -68,7 +68,6 @@ VARIANTS: dict[str, BlendOptions] = {
     "probe T slope 0.8": replace(P, temperature_slope=0.8),
     "probe T 1.2 slope 0.4": replace(P, reuse_temperature=1.2, temperature_slope=0.4),
     "probe T 1.2 slope 0.8": replace(P, reuse_temperature=1.2, temperature_slope=0.8),
-    "reuse T 1.1 slope 0.4": BlendOptions(mode="reuse", reuse_temperature=1.1, temperature_slope=0.4),
 }
 
 
